@@ -1,0 +1,46 @@
+"""Learners by name; each method of the paper is one module with a `make(setup)`."""
+import importlib
+
+import ml_collections
+
+from mclnf_jax import losses
+from mclnf_jax.errors import UserError
+from mclnf_jax.fields import Field
+from mclnf_jax.fields.siren import Siren
+from mclnf_jax.learners.base import Learner, make_optimizer
+from mclnf_jax.learners.setup import Setup
+from mclnf_jax.tasks import Modality
+
+# name -> module under mclnf_jax.learners (imported on demand).
+MODULES = {'ol': 'ol', 'maml_cl': 'maml_cl', 'mcl': 'mcl'}
+
+
+def build_field(config: ml_collections.ConfigDict, width: int, modality: Modality) -> Field:
+  f = config.field
+  if f.kind != 'siren':
+    raise UserError(f'unknown field.kind={f.kind!r}: use siren')
+  return Field(Siren(width=width, depth=f.depth, out_dim=modality.out_dim, w0=f.w0,
+                     sine=f.sine), in_dim=modality.in_dim)
+
+
+def build_setup(config: ml_collections.ConfigDict, name: str, modality: Modality) -> Setup:
+  m = config.methods[name]
+  return Setup(field=build_field(config, m.width, modality), modality=modality,
+               loss=losses.by_name(m.loss, config.fim),
+               tto_opt=make_optimizer(m.tto_opt, m.tto_lr),
+               inner_opt=make_optimizer(m.inner_opt, m.inner_lr),
+               inner_steps=config.meta.inner_steps, first_order=config.meta.first_order)
+
+
+def build(config: ml_collections.ConfigDict, name: str, modality: Modality) -> Learner:
+  if name not in MODULES:
+    raise UserError(f'unknown learner {name!r} in config.learners: available are '
+                    f'{",".join(MODULES)}')
+  if name not in config.methods:
+    raise UserError(f'learner {name!r} has no settings: add config.methods.{name}')
+  module = importlib.import_module(f'mclnf_jax.learners.{MODULES[name]}')
+  return module.make(build_setup(config, name, modality))
+
+
+def names(config: ml_collections.ConfigDict) -> list[str]:
+  return [n.strip() for n in config.learners.split(',') if n.strip()]

@@ -1,0 +1,53 @@
+"""Signals as task sequences.
+
+A modality decides three things and nothing else: how a signal becomes an `Episode`
+(tasks in order, plus the whole signal as a query set), how a prediction is formed from
+a field (`predict`: identity here, volume rendering for scenes) and which metrics apply.
+Learners, losses, meta-training and evaluation only ever see `Episode`s and these hooks.
+"""
+from typing import Any, Callable, NamedTuple, Protocol
+
+import jax
+import numpy as np
+
+
+class Episode(NamedTuple):
+  """One signal seen as T tasks (a pytree; stack episodes on a leading axis to batch).
+
+  context_x: [T, m, d_x]  inputs of each task's context set, in arrival order.
+  context_y: [T, m, d_y]  targets of each task.
+  query_x:   [Q, d_x]     the whole signal (or held-out views) for metrics.
+  query_y:   [Q, d_y]
+  """
+  context_x: Any
+  context_y: Any
+  query_x: Any
+  query_y: Any
+
+
+ApplyFn = Callable[[Any, jax.Array], jax.Array]
+
+
+class Modality(Protocol):
+  """What a learner may ask of a modality; implementations are frozen dataclasses."""
+  num_tasks: int
+  in_dim: int        # field input width
+  out_dim: int       # field output width
+
+  def episode(self, signal: np.ndarray) -> Episode: ...
+
+  def predict(self, apply_fn: ApplyFn, params: Any, x: jax.Array) -> jax.Array:
+    """Targets predicted for inputs x ([N, d_x] -> [N, d_y]) by the field apply_fn."""
+
+  def route(self, field_x: jax.Array) -> jax.Array:
+    """G(x): [N, in_dim] field inputs -> [N, num_tasks] expert weights."""
+
+  def to_signal(self, y: jax.Array) -> jax.Array:
+    """Query-set values [Q, d_y] -> the signal's own shape (for metrics and plots)."""
+
+  def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
+    """Jittable metrics on signals in their own shape."""
+
+
+def stack_episodes(episodes: list[Episode]) -> Episode:
+  return Episode(*(np.stack(parts) for parts in zip(*episodes)))

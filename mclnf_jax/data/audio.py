@@ -1,0 +1,274 @@
+"""Audio datasets as float32 [N, L] clips in [-1, 1] at 16 kHz: `load_audio`.
+
+Datasets (`cfg.name`), clips of L = `cfg.seconds` * 16000 samples:
+  * 'embedded': eSpeak-NG English sentences (see `embedded_speech`), built once
+    into `cfg.root` (default ~/.cache/mclnf_jax/tfds, about 20 s), no download;
+    'train' and 'test' use disjoint sentences.
+  * 'librispeech': TFDS `librispeech` ('train' reads 'train_clean100', 'test'
+    reads 'test_clean'), prepared as array_record in `cfg.root` and read by
+    random access (`as_data_source`, as `tfds.data_source` does). One random
+    crop per utterance; utterances shorter than the clip are skipped (a few
+    percent).
+    TFDS's `Audio` feature builds a TensorFlow dtype in its constructor, so even
+    reading needs TensorFlow (pip install 'mclnf_jax[tf]'); the stored waveform
+    itself is raw int16 that `deserialize_example_np` decodes with NumPy. For
+    LibriSpeech without TensorFlow use 'audio_dir' on the extracted .flac tree.
+  * 'audio_dir': the .flac/.wav files under `cfg.root` (searched recursively),
+    mono by averaging channels, resampled to 16 kHz if needed. In sorted path
+    order the last max(1, N // 10) files are 'test', the rest 'train'. One
+    random crop per file; a file shorter than the clip is an error.
+
+`cfg.num_signals` > 0 keeps that many clips, drawn without replacement by
+`cfg.seed` (in dataset order); 0 keeps the whole split. Crop positions depend
+only on `cfg.seed` and the file/utterance, so they are reproducible. Silent
+clips are kept (metrics handle them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+import dataclasses
+import io
+import math
+import os
+import pathlib
+
+import ml_collections
+import numpy as np
+from scipy import signal
+import soundfile as sf
+import tensorflow_datasets as tfds
+
+from mclnf_jax.data import embedded_speech
+from mclnf_jax.errors import UserError
+
+SAMPLE_RATE = 16000
+SPLITS = ('train', 'test')
+DEFAULT_EMBEDDED_ROOT = '~/.cache/mclnf_jax/tfds'
+LIBRISPEECH_SPLITS = {'train': 'train_clean100', 'test': 'test_clean'}
+AUDIO_SUFFIXES = ('.flac', '.wav')
+_INT16_SCALE = 1.0 / 32768.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+  """The validated fields of the data config, plus the split."""
+  name: str
+  root: str
+  split: str
+  length: int  # Samples per clip.
+  num_signals: int
+  seed: int
+
+
+def load_audio(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
+  """Loads `split` of `cfg.name` as float32 [N, L] in [-1, 1] at 16 kHz."""
+  request = _parse(cfg, split)
+  clips = list(_LOADERS[request.name](request))  # N x [L]
+  if not clips:
+    return np.zeros((0, request.length), np.float32)
+  return np.clip(np.stack(clips), -1.0, 1.0).astype(np.float32)  # [N, L]
+
+
+def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
+  """Checks the config fields and the split; raises UserError on bad values."""
+  name = _field(cfg, 'name')
+  if name not in _LOADERS:
+    raise UserError(
+        f'unknown audio dataset {name!r}: pass --config.data.name=one '
+        f'of {", ".join(_LOADERS)}')
+  if split not in SPLITS:
+    raise UserError(f'unknown split {split!r}: use one of {", ".join(SPLITS)}')
+  root = _field(cfg, 'root')
+  if not isinstance(root, str):
+    raise UserError(f'data root must be a path string, got {root!r}: pass '
+                    '--config.data.root=<folder>')
+  seconds = _field(cfg, 'seconds')
+  is_number = (isinstance(seconds, (int, float)) and
+               not isinstance(seconds, bool))
+  if not is_number or seconds <= 0:
+    raise UserError(f'data seconds must be a number > 0, got {seconds!r}: pass '
+                    '--config.data.seconds=3.0')
+  return _Request(name=name,
+                  root=os.path.expanduser(root),
+                  split=split,
+                  length=int(round(seconds * SAMPLE_RATE)),
+                  num_signals=_int_field(cfg, 'num_signals', minimum=0),
+                  seed=_int_field(cfg, 'seed', minimum=0))
+
+
+def _field(cfg: ml_collections.ConfigDict, key: str):
+  """Returns `cfg[key]`, or a UserError naming the missing field."""
+  if key not in cfg:
+    raise UserError(f'data config has no field {key!r}: add it, e.g. '
+                    f'--config.data.{key}=...')
+  return cfg[key]
+
+
+def _int_field(cfg: ml_collections.ConfigDict, key: str, minimum: int) -> int:
+  """Returns an integer field that must be >= `minimum`."""
+  value = _field(cfg, key)
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise UserError(f'data {key} must be an integer, got {value!r}: pass '
+                    f'--config.data.{key}=<integer >= {minimum}>')
+  if value < minimum:
+    raise UserError(f'data {key} must be >= {minimum}, got {value}: pass '
+                    f'--config.data.{key}=<integer >= {minimum}>')
+  return int(value)
+
+
+def choose_indices(count: int, num_signals: int, seed: int) -> np.ndarray:
+  """Picks `num_signals` of `count` indices (all when 0), sorted, by `seed`."""
+  if num_signals == 0 or num_signals >= count:
+    return np.arange(count)
+  rng = np.random.default_rng(seed)
+  return np.sort(rng.choice(count, size=num_signals, replace=False))
+
+
+def random_crop(wav: np.ndarray, length: int, seed: int,
+                key: int) -> np.ndarray:
+  """A [length] window of [T] `wav` at an offset fixed by (seed, key)."""
+  rng = np.random.default_rng((seed, key))
+  offset = rng.integers(0, wav.shape[0] - length + 1)
+  return wav[offset:offset + length]
+
+
+def resample_to_16k(wav: np.ndarray, rate: int) -> np.ndarray:
+  """Polyphase resampling of [T] `wav` from `rate` Hz to 16 kHz."""
+  if rate == SAMPLE_RATE:
+    return wav
+  g = math.gcd(rate, SAMPLE_RATE)
+  wav = signal.resample_poly(wav, SAMPLE_RATE // g, rate // g)
+  return wav.astype(np.float32)
+
+
+# ----------------------------------------------------------------- embedded --
+
+
+def _load_embedded(request: _Request) -> Iterator[np.ndarray]:
+  """Builds the eSpeak-NG clips once in the data dir, then reads them."""
+  root = request.root or os.path.expanduser(DEFAULT_EMBEDDED_ROOT)
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise UserError(f'embedded data dir {root} is a file: pass '
+                    '--config.data.root=<folder for the built dataset>')
+  os.makedirs(root, exist_ok=True)
+  config = embedded_speech.config_for(request.length / SAMPLE_RATE)
+  source = embedded_speech.build(root, config).as_data_source(request.split)
+  for i in choose_indices(len(source), request.num_signals, request.seed):
+    yield np.asarray(source[int(i)]['audio'], np.float32)  # [L]
+
+
+# -------------------------------------------------------------- librispeech --
+
+
+def _load_librispeech(request: _Request) -> Iterator[np.ndarray]:
+  """Random crops of the LibriSpeech utterances at least a clip long."""
+  source = _librispeech_source(request.root, LIBRISPEECH_SPLITS[request.split])
+  wanted = request.num_signals or len(source)
+  order = np.arange(len(source))
+  if request.num_signals:
+    order = np.random.default_rng(request.seed).permutation(len(source))
+  kept = {}
+  for i in order:
+    if len(kept) == wanted:
+      break
+    wav = _speech_array(source[int(i)]['speech'])  # [T]
+    if wav.shape[0] >= request.length:
+      kept[int(i)] = random_crop(wav, request.length, request.seed, int(i))
+  for i in sorted(kept):  # Dataset order, like the other loaders.
+    yield kept[i]
+
+
+def _librispeech_source(root: str, split: str) -> Sequence[dict]:
+  """Opens the prepared TFDS split for random access, or says how to."""
+  data_dir = root or None
+  where = root or '~/tensorflow_datasets'
+  build_hint = (f'tfds build librispeech --data_dir={where} '
+                '--file_format=array_record')
+  try:
+    builder = tfds.builder('librispeech', data_dir=data_dir)
+  except ImportError as e:
+    if 'tensorflow' not in str(e):
+      raise
+    raise UserError(
+        "reading TFDS librispeech needs TensorFlow (its Audio feature imports "
+        "it): pip install 'mclnf_jax[tf]', or use --config.data.name=audio_dir "
+        'on the extracted LibriSpeech .flac folder') from e
+  if split not in builder.info.splits:
+    raise UserError(f'TFDS librispeech split {split} not found in {where}: '
+                    f'prepare it with `{build_hint}` or set --config.data.root')
+  try:
+    return builder.as_data_source(split)
+  except NotImplementedError as e:
+    raise UserError(f'TFDS librispeech in {where} is not array_record: rebuild '
+                    f'it with `{build_hint}`') from e
+
+
+def _speech_array(speech) -> np.ndarray:
+  """The 'speech' feature (int16 [T] or lazy_decode flac bytes) as [T]."""
+  if isinstance(speech, (bytes, np.bytes_)):
+    data = io.BytesIO(bytes(speech))
+    wav, rate = sf.read(data, dtype='float32', always_2d=True)  # [T, C]
+    return resample_to_16k(wav.mean(axis=1), rate)
+  return np.asarray(speech, np.float32).reshape(-1) * _INT16_SCALE
+
+
+# ---------------------------------------------------------------- audio_dir --
+
+
+def _load_audio_dir(request: _Request) -> Iterator[np.ndarray]:
+  """Random crops of the split's .flac/.wav files under `root`."""
+  files = split_files(audio_files(request.root), request.split)
+  for i in choose_indices(len(files), request.num_signals, request.seed):
+    path = files[int(i)]
+    wav = read_audio_file(path)  # [T]
+    if wav.shape[0] < request.length:
+      raise UserError(
+          f'{path} lasts {wav.shape[0] / SAMPLE_RATE:.3f} s, shorter than the '
+          f'{request.length / SAMPLE_RATE:g} s clip: remove it or lower '
+          '--config.data.seconds')
+    yield random_crop(wav, request.length, request.seed, int(i))
+
+
+def audio_files(root: str) -> list[pathlib.Path]:
+  """The sorted .flac/.wav files under `root` (recursively); errors if none."""
+  if not root:
+    raise UserError('audio_dir needs a folder: pass --config.data.root=<folder '
+                    'of .flac/.wav files>')
+  folder = pathlib.Path(root)
+  if not folder.is_dir():
+    raise UserError(f'audio folder {root} does not exist: pass '
+                    '--config.data.root=<folder of .flac/.wav files>')
+  files = sorted(p for p in folder.rglob('*')
+                 if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+  if not files:
+    raise UserError(f'audio folder {root} has no .flac or .wav files: add some '
+                    'or point --config.data.root elsewhere')
+  return files
+
+
+def split_files(files: list[pathlib.Path], split: str) -> list[pathlib.Path]:
+  """Last max(1, N // 10) sorted files are 'test', the rest 'train'."""
+  if len(files) < 2:
+    raise UserError(
+        f'audio folder {files[0].parent} has 1 file; train and test '
+        'need at least 2: add more .flac/.wav files')
+  num_test = max(1, len(files) // 10)
+  return files[-num_test:] if split == 'test' else files[:-num_test]
+
+
+def read_audio_file(path: pathlib.Path) -> np.ndarray:
+  """Decodes a file to mono float32 [T] at 16 kHz; names it on failure."""
+  try:
+    wav, rate = sf.read(str(path), dtype='float32', always_2d=True)  # [T, C]
+  except (sf.LibsndfileError, RuntimeError, OSError, EOFError) as e:
+    raise UserError(f'cannot read audio file {path} ({e}): replace or remove '
+                    'it') from e
+  return resample_to_16k(wav.mean(axis=1), rate)
+
+
+_LOADERS: dict[str, Callable[[_Request], Iterator[np.ndarray]]] = {
+    'embedded': _load_embedded,
+    'librispeech': _load_librispeech,
+    'audio_dir': _load_audio_dir,
+}

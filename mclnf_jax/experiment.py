@@ -1,0 +1,240 @@
+"""The experiment as a library function: meta-train, evaluate, report.
+
+`main.py`, the tests and `launch/` all call `run(config, workdir, mode)`. Layout of a
+workdir:
+
+  <learner>/config.json     what the learner's checkpoints were trained with
+  <learner>/checkpoints/    orbax: the whole meta-state pytree (resume from here)
+  results/<learner>.json    its evaluation curves (a rerun with the same settings skips it)
+  results/<learner>.npz     kept reconstructions
+  table_<metric>.md/.csv, curves_<metric>.png, curves.csv, reconstructions.png
+"""
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+
+from mclnf_jax import config_checks, evaluate, learners, meta, modalities, report
+from mclnf_jax.errors import UserError
+from mclnf_jax.learners.base import Learner
+from mclnf_jax.tasks import Episode, Modality, stack_episodes
+
+MODES = ('train', 'eval', 'train_and_eval')
+
+
+def learner_identity(config: ml_collections.ConfigDict, name: str) -> dict:
+  """Everything a learner's meta-trained checkpoint depends on."""
+  c = config.to_dict()
+  return {'learner': name, 'seed': c['seed'], 'modality': c['modality'], 'data': c['data'],
+          'tasks': c['tasks'], 'field': c['field'], 'fim': c['fim'],
+          'method': c['methods'][name], 'meta': c['meta']}
+
+
+def _first_difference(a: Any, b: Any, path: str = '') -> str:
+  if isinstance(a, dict) and isinstance(b, dict):
+    for k in sorted(set(a) | set(b)):
+      if a.get(k) != b.get(k):
+        return _first_difference(a.get(k), b.get(k), f'{path}.{k}' if path else k)
+  return f'{path} ({a!r} there, {b!r} now)'
+
+
+def _write_json(path: str, obj: Any) -> None:
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str, name: str) -> str:
+  """Creates <workdir>/<name>/ or checks that it holds a run of the same config."""
+  folder = os.path.join(workdir, name)
+  identity = learner_identity(config, name)
+  path = os.path.join(folder, 'config.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      stored = json.load(f)
+    if stored != identity:
+      raise UserError(f'{folder} holds a {name} run of another config: '
+                      f'{_first_difference(stored, identity)}; use a new --workdir or delete it')
+  else:
+    os.makedirs(folder, exist_ok=True)
+    _write_json(path, identity)
+  return folder
+
+
+class Signals:
+  """Meta-train / meta-validation / meta-test signals, loaded once on first use."""
+
+  def __init__(self, config: ml_collections.ConfigDict, modality: Modality):
+    self.config, self.modality, self._cache = config, modality, {}
+
+  def _split(self, split: str) -> np.ndarray:
+    if split not in self._cache:
+      self._cache[split] = modalities.load_signals(self.config, split)
+    return self._cache[split]
+
+  def train_val(self) -> tuple[np.ndarray, np.ndarray]:
+    signals, num_val = self._split('train'), self.config.data.num_val
+    if len(signals) <= num_val:
+      raise UserError(f'only {len(signals)} meta-train signals for data.num_val={num_val}: '
+                      'lower data.num_val or give more data')
+    return signals[:-num_val], signals[-num_val:]
+
+  def test(self) -> np.ndarray:
+    return self._split('test')
+
+  def episodes(self, signals: np.ndarray) -> Episode:
+    return stack_episodes([self.modality.episode(s) for s in signals])
+
+
+def meta_train(config: ml_collections.ConfigDict, learner: Learner, signals: Signals,
+               folder: str) -> Any:
+  """Meta-trains (or resumes) one learner; returns its best meta-params."""
+  m = config.meta
+  optimizer = meta.outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  key = jax.random.key(config.seed)
+  state = meta.init_state(learner, optimizer, key)
+  manager = ocp.CheckpointManager(
+      os.path.abspath(os.path.join(folder, 'checkpoints')),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+  latest = manager.latest_step()
+  if latest is not None:
+    state = manager.restore(latest, args=ocp.args.StandardRestore(state))
+    logging.info('%s: resumed meta-training at step %d', learner.name, latest)
+  if int(state['step']) < m.steps:
+    train, val = signals.train_val()
+    val_batch = signals.episodes(val)
+
+    def episode_batch(step: int) -> Episode:
+      idx = meta.process_slice(meta.batch_indices(config.seed, step, len(train), m.batch_size))
+      return signals.episodes(train[idx])
+
+    def save(state):
+      manager.save(int(state['step']), args=ocp.args.StandardSave(state))
+
+    for state in meta.train(learner, optimizer, state, episode_batch, val_batch, steps=m.steps,
+                            val_every=m.val_every, log_every=m.log_every, save=save,
+                            save_every=m.save_every):
+      pass
+  manager.wait_until_finished()
+  manager.close()
+  return state['best_params']
+
+
+def load_meta_params(config, learner: Learner, folder: str) -> Any:
+  """Best meta-params of a finished meta-training run, or an error saying to train."""
+  if not learner.meta_learned:
+    return learner.init(jax.random.key(config.seed))
+  path = os.path.abspath(os.path.join(folder, 'checkpoints'))
+  manager = ocp.CheckpointManager(path)
+  latest = manager.latest_step()
+  if latest is None:
+    raise UserError(f'no meta-trained checkpoint for {learner.name} in {path}: '
+                    'run with --mode=train (or train_and_eval) first')
+  m = config.meta
+  template = meta.init_state(learner, meta.outer_optimizer(m.lr, m.steps, m.clip,
+                                                           m.lr_final_fraction),
+                             jax.random.key(config.seed))
+  state = manager.restore(latest, args=ocp.args.StandardRestore(template))
+  manager.close()
+  if latest < m.steps:
+    logging.warning('%s: evaluating an unfinished meta-training run (step %d of %d)',
+                    learner.name, latest, m.steps)
+  return state['best_params']
+
+
+def eval_identity(config: ml_collections.ConfigDict, name: str) -> dict:
+  return {**learner_identity(config, name), 'eval': config.eval.to_dict()}
+
+
+def evaluate_learner(config, learner: Learner, modality: Modality, meta_params: Any,
+                     signals: Signals, results_dir: str) -> dict:
+  """Curves of one learner on the meta-test signals (cached in results/<name>.json)."""
+  path = os.path.join(results_dir, f'{learner.name}.json')
+  identity = eval_identity(config, learner.name)
+  if os.path.exists(path):
+    with open(path) as f:
+      cached = json.load(f)
+    if cached['identity'] == identity:
+      logging.info('%s: evaluation already done (%s)', learner.name, path)
+      return cached
+  steps = evaluate.eval_steps(config.eval.max_steps)
+  test = signals.test()
+  evaluator = evaluate.Evaluator(learner, modality)
+  per_signal, kept, seconds = {}, [], 0.0
+  for start in range(0, len(test), config.eval.batch_size):
+    chunk = signals.episodes(test[start:start + config.eval.batch_size])
+    keep = max(0, config.eval.num_grid - start)
+    values, preds, secs = evaluator.curves(meta_params, chunk, steps, keep=keep)
+    for k, v in values.items():
+      per_signal.setdefault(k, []).append(v)
+    kept.append(preds)
+    seconds += secs
+  per_signal = {k: np.concatenate(v).astype(float) for k, v in per_signal.items()}
+  result = {'identity': identity, 'steps': steps, 'num_signals': len(test),
+            'curves': {k: np.nanmean(v, axis=0).tolist() for k, v in per_signal.items()},
+            'per_signal': {k: v.tolist() for k, v in per_signal.items()},
+            'adapt_seconds': seconds}
+  np.savez(os.path.join(results_dir, f'{learner.name}.npz'), recon=np.concatenate(kept))
+  _write_json(path, result)
+  return result
+
+
+def write_report(config, modality: Modality, results: dict[str, dict], signals: Signals,
+                 workdir: str) -> None:
+  steps = next(iter(results.values()))['steps']
+  curves = {name: {k: np.asarray(v) for k, v in r['curves'].items()}
+            for name, r in results.items()}
+  metrics = sorted({k for c in curves.values() for k in c})
+  for metric in metrics:
+    report.write_table(os.path.join(workdir, f'table_{metric}'), steps, curves, metric)
+    report.plot_curves(os.path.join(workdir, f'curves_{metric}.png'), steps, curves, metric)
+  report.write_curves_csv(os.path.join(workdir, 'curves.csv'), steps, curves)
+  # Reconstructions at each method's best step (by the first metric), as in Fig. 3.
+  main_metric = metrics[0] if 'psnr' not in metrics else 'psnr'
+  truths = signals.test()[:config.eval.num_grid]
+  recons, scores = [{} for _ in truths], [{} for _ in truths]
+  for name, r in results.items():
+    recon = np.load(os.path.join(workdir, 'results', f'{name}.npz'))['recon']
+    best = int(np.nanargmax(r['curves'][main_metric]))
+    for i in range(len(truths)):
+      recons[i][name] = recon[i, best]
+      scores[i][name] = r['per_signal'][main_metric][i][best]
+  if len(truths):
+    modality.save_visuals(os.path.join(workdir, 'reconstructions'), truths, recons, scores)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_eval') -> dict:
+  """Meta-trains and/or evaluates every learner of `config.learners`; returns the results."""
+  if mode not in MODES:
+    raise UserError(f'unknown --mode={mode}: use one of {", ".join(MODES)}')
+  config_checks.check(config)
+  modality = modalities.make_modality(config)
+  signals = Signals(config, modality)
+  os.makedirs(workdir, exist_ok=True)
+  names = learners.names(config)
+  built = {name: learners.build(config, name, modality) for name in names}
+  folders = {name: check_workdir(config, workdir, name) for name in names}
+  meta_params = {}
+  if mode in ('train', 'train_and_eval'):
+    for name, learner in built.items():
+      if learner.meta_learned:
+        meta_params[name] = meta_train(config, learner, signals, folders[name])
+  if mode == 'train':
+    return {}
+  results_dir = os.path.join(workdir, 'results')
+  os.makedirs(results_dir, exist_ok=True)
+  results = {}
+  for name, learner in built.items():
+    params = meta_params.get(name)
+    if params is None:
+      params = load_meta_params(config, learner, folders[name])
+    results[name] = evaluate_learner(config, learner, modality, params, signals, results_dir)
+  write_report(config, modality, results, signals, workdir)
+  return results

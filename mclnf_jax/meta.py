@@ -1,0 +1,131 @@
+"""Meta-training: the outer loop over a meta-batch of signals (eq. 1 and 2).
+
+`meta_step(state, batch)` is one jitted, donated function of the global batch, so that
+sharding it over a device mesh later is a matter of in/out shardings. The whole run
+state (meta-params, optimiser state, step, best-so-far by meta-validation) is one
+pytree that orbax saves whole, so a rerun resumes exactly where it stopped.
+"""
+import functools
+import time
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from mclnf_jax.learners.base import Learner
+from mclnf_jax.tasks import Episode
+
+MetaState = dict[str, Any]
+
+
+def outer_optimizer(lr: float, steps: int, clip: float, final_fraction: float):
+  """Adam with a clipped meta-gradient and a cosine-decayed rate (prototype trap 1)."""
+  schedule = optax.cosine_decay_schedule(lr, max(steps, 1), alpha=final_fraction)
+  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(schedule))
+
+
+def init_state(learner: Learner, optimizer, key: jax.Array) -> MetaState:
+  params = learner.init(key)
+  return {'step': jnp.zeros((), jnp.int32), 'params': params,
+          'opt_state': optimizer.init(params),
+          'best_params': jax.tree_util.tree_map(jnp.copy, params), 'best_val_mse': jnp.full((), jnp.inf)}
+
+
+def batch_loss(learner: Learner, params, batch: Episode):
+  """Mean meta-loss over a batch of episodes stacked on axis 0."""
+  losses, aux = jax.vmap(learner.meta_loss, in_axes=(None, 0))(params, batch)
+  return losses.mean(), jax.tree_util.tree_map(jnp.mean, aux)
+
+
+def make_meta_step(learner: Learner, optimizer) -> Callable[[MetaState, Episode], tuple]:
+  """One outer update: grad of the meta-loss through the whole inner loop."""
+  @functools.partial(jax.jit, donate_argnums=0)
+  def meta_step(state: MetaState, batch: Episode):
+    (loss, aux), grads = jax.value_and_grad(
+        functools.partial(batch_loss, learner), has_aux=True)(state['params'], batch)
+    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
+               'param_norm': optax.tree.norm(params), **aux}
+    return {**state, 'step': state['step'] + 1, 'params': params,
+            'opt_state': opt_state}, metrics
+  return meta_step
+
+
+def make_validate(learner: Learner) -> Callable[[Any, Episode], jax.Array]:
+  """Mean squared error after the inner loop on held-out meta-validation signals."""
+  @jax.jit
+  def validate(params, batch: Episode):
+    return batch_loss(learner, params, batch)[1]['mse']
+  return validate
+
+
+@functools.partial(jax.jit, donate_argnums=0)
+def keep_if_best(state: MetaState, val_mse: jax.Array) -> MetaState:
+  better = val_mse < state['best_val_mse']
+  pick = lambda new, old: jnp.where(better, new, old)
+  return {**state, 'best_params': jax.tree_util.tree_map(pick, state['params'],
+                                                          state['best_params']),
+          'best_val_mse': jnp.minimum(val_mse, state['best_val_mse'])}
+
+
+def batch_indices(seed: int, step: int, num_signals: int, batch_size: int) -> np.ndarray:
+  """The global meta-batch of a step: a function of (seed, step) only, so resume is exact.
+
+  Every process computes the same indices; with several processes each loads its own
+  slice (`process_slice`) of them.
+  """
+  rng = np.random.default_rng([seed, step])
+  return rng.choice(num_signals, size=batch_size, replace=batch_size > num_signals)
+
+
+def process_slice(indices: np.ndarray) -> np.ndarray:
+  n, pid = jax.process_count(), jax.process_index()
+  per = len(indices) // n
+  return indices[pid * per:(pid + 1) * per]
+
+
+class Progress:
+  """A periodic log line with rate and ETA."""
+
+  def __init__(self, name: str, start: int, total: int):
+    self.name, self.start, self.total, self.t0 = name, start, total, time.time()
+
+  def line(self, step: int, **values: float) -> str:
+    done = step - self.start
+    rate = done / max(time.time() - self.t0, 1e-9)
+    eta = (self.total - step) / rate if rate > 0 else float('inf')
+    vals = ' '.join(f'{k}={v:.4g}' for k, v in values.items())
+    return (f'{self.name} {step}/{self.total} {vals} '
+            f'[{rate:.2f} it/s, ETA {eta / 60:.1f} min]')
+
+
+def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable[[int], Episode],
+          val_batch: Episode, *, steps: int, val_every: int, log_every: int,
+          save: Callable[[MetaState], None], save_every: int) -> Iterator[MetaState]:
+  """Runs meta-steps from state['step'] to `steps`; yields the state after each save."""
+  meta_step, validate = make_meta_step(learner, optimizer), make_validate(learner)
+  first = int(state['step'])
+  progress = Progress(f'meta-train {learner.name}', first, steps)
+  val_psnr = float('nan')
+  for step in range(first, steps):
+    state, metrics = meta_step(state, episode_batch(step))
+    done = step + 1
+    if done % val_every == 0 or done == steps:
+      val_mse = validate(state['params'], val_batch)
+      state = keep_if_best(state, val_mse)
+      val_psnr = float(-10 * jnp.log10(val_mse))
+    if done % log_every == 0 or done == steps or step == first:
+      loss = float(metrics['loss'])
+      if not np.isfinite(loss):
+        raise FloatingPointError(
+            f'{learner.name}: meta-loss is {loss} at step {done}; lower meta.lr or the '
+            'inner learning rate')
+      logging.info(progress.line(done, loss=loss, val_psnr=val_psnr,
+                                 grad_norm=float(metrics['grad_norm'])))
+    if done % save_every == 0 or done == steps:
+      save(state)
+      yield state

@@ -1,0 +1,40 @@
+"""Tiny configs and signals shared by tests (small shapes keep XLA compiles short)."""
+import numpy as np
+
+from mclnf_jax import config_base
+from mclnf_jax.tasks import stack_episodes
+from mclnf_jax.tasks.image import ImageTasks
+
+
+def tiny_config(learners='ol,maml_cl,mcl'):
+  c = config_base.base_config()
+  c.data.update(resolution=8, num_val=2, num_test=2)
+  c.field.depth = 3
+  c.learners = learners
+  for name in c.methods:
+    c.methods[name].width = 8
+  c.meta.update(steps=4, batch_size=2, lr=1e-3, inner_steps=2, val_every=2, log_every=2,
+                save_every=2)
+  c.eval.update(max_steps=4, batch_size=2, num_grid=1)
+  return c
+
+
+def tiny_image_tasks():
+  return ImageTasks(height=8, width=8, channels=3, num_tasks=4)
+
+
+def smooth_images(n: int, size: int = 8, seed: int = 0) -> np.ndarray:
+  """Random low-frequency colour images in [0, 1] (learnable, unlike white noise)."""
+  rng = np.random.default_rng(seed)
+  u = np.linspace(0, np.pi, size)
+  out = []
+  for _ in range(n):
+    a, b, phase = rng.uniform(0.5, 2, 3), rng.uniform(0.5, 2, 3), rng.uniform(0, 6, 3)
+    img = 0.5 + 0.4 * np.sin(a * u[:, None, None] + b * u[None, :, None] + phase)
+    out.append(img)
+  return np.asarray(out, np.float32)
+
+
+def tiny_episodes(n: int = 2, seed: int = 0):
+  tasks = tiny_image_tasks()
+  return stack_episodes([tasks.episode(i) for i in smooth_images(n, seed=seed)])
