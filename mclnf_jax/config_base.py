@@ -49,6 +49,7 @@ def base_config() -> ml_collections.ConfigDict:
       'ol': method(256, tto_opt='adam', tto_lr=1e-4),
       'maml_cl': method(256),
       'mcl': method(128),
+      'mcl_fim': method(128, loss='fim'),
   })
 
   c.meta = ml_collections.ConfigDict(dict(

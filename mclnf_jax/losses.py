@@ -1,6 +1,15 @@
-"""Losses of the form loss(apply_fn, params, inputs, targets) -> scalar."""
+"""Losses of the form loss(apply_fn, params, inputs, targets) -> scalar.
+
+`fim_weighted_mse` is public API: the Fisher-information-weighted MSE of the paper
+(eq. 2-3), usable with any `apply_fn(params, inputs [m, d]) -> predictions [m, q]`.
+"""
+import functools
+
 import jax
 import jax.numpy as jnp
+
+from mclnf_jax import fisher as fisher_lib
+from mclnf_jax.errors import UserError
 
 
 def mse(apply_fn, params, inputs: jax.Array, targets: jax.Array) -> jax.Array:
@@ -8,8 +17,90 @@ def mse(apply_fn, params, inputs: jax.Array, targets: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(apply_fn(params, inputs) - targets))
 
 
+def _weights(q: jax.Array, lam: float, normalize: bool) -> jax.Array:
+  if normalize:
+    q = q / jnp.maximum(jnp.mean(q), jnp.finfo(q.dtype).tiny)
+  return jax.lax.stop_gradient(1.0 + lam * q)
+
+
+def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
+  """The FIM loss for dense-layer fields: value and gradient from one fwd + one bwd pass.
+
+  The per-sample pre-activation scores d_i that give q_i also give the gradient: with
+  weights held constant, dL/dz_i = -(2 w_i / (m q)) d_i, and each layer's gradient is
+  a^T (dL/dz) (the weight-gradient matmul backprop would do anyway). A custom VJP hands
+  that gradient to JAX; it is built from ordinary ops, so MAML differentiates through it.
+  """
+  names = getattr(apply_fn, '__self__', apply_fn).module.dense_names
+
+  def value_and_grads(params, x, y):
+    out, taps = fisher_lib.dense_taps(apply_fn, params, x, y)
+    w = _weights(fisher_lib.quadratic_forms_taps(taps, fisher, damping), lam, normalize)
+    loss = jnp.mean(w[:, None] * jnp.square(out - y))   # = mean_i w_i mean_c r_ic^2
+    c = (-2.0 / out.size) * w[:, None]                  # dL/dz = c * d
+    grads = {n: {'kernel': a.T @ (c * d), 'bias': jnp.sum(c * d, axis=0)}
+             for n, a, d in zip(names, taps.inputs, taps.scores)}
+    grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, params)
+    return (loss, w), grads
+
+  @jax.custom_vjp
+  def loss_fn(params, x, y):
+    return value_and_grads(params, x, y)[0]
+
+  def fwd(params, x, y):
+    out, grads = value_and_grads(params, x, y)
+    return out, (grads, jnp.zeros_like(x), jnp.zeros_like(y))
+
+  def bwd(residuals, cotangents):
+    grads, zx, zy = residuals
+    g_loss = cotangents[0]
+    return jax.tree_util.tree_map(lambda g: g_loss * g, grads), zx, zy
+
+  loss_fn.defvjp(fwd, bwd)
+  return loss_fn
+
+
+def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *, lam: float,
+                     fisher: str = 'diag', damping: float = 1e-8, normalize: bool = False,
+                     return_weights: bool = False):
+  """MSE with each sample weighted by its Fisher information score (eq. 2-3).
+
+  r_i = apply_fn(params, inputs)[i] - targets[i]
+  g_i = grad_params log N(targets_i; prediction_i, I) = -J_i^T r_i   (all leaves)
+  F   = 'exact': mean_i g_i g_i^T + damping I       (small models only)
+        'diag':  mean_i g_i * g_i + damping
+        'kfac':  per dense layer (A + sqrt(damping) I) (x) (G + sqrt(damping) I), with
+                 A = mean a a^T over layer inputs (a 1 appended for the bias) and
+                 G = mean d d^T over pre-activation scores; needs a field made of dense
+                 layers (a `mclnf_jax.fields.Field` or its `.apply`, e.g. SIREN)
+  q_i = g_i^T F^-1 g_i;  w_i = 1 + lam * q_i  (or 1 + lam * q_i / mean(q) if normalize)
+  loss = mean_i(w_i * mean_c r_ic^2), the weights held constant (stop_gradient), so
+  lam = 0 is exactly MSE. Returns loss, or (loss, w) with return_weights=True.
+
+  F is estimated from the same batch. For dense-layer fields 'diag' and 'kfac' never
+  form per-sample gradients (a few matmuls per layer); otherwise the scores come from
+  `vmap(grad)`, which works for any differentiable apply_fn.
+  """
+  if fisher not in fisher_lib.ESTIMATORS:
+    raise UserError(f'unknown fisher={fisher!r}: use one of {", ".join(fisher_lib.ESTIMATORS)}')
+  if fisher != 'exact' and fisher_lib.has_dense_taps(apply_fn):
+    loss, w = _tapped_loss(apply_fn, lam, fisher, damping, normalize)(params, inputs, targets)
+  elif fisher == 'kfac':
+    raise UserError('fisher=kfac needs a field made of dense layers (a mclnf_jax Field); '
+                    'use diag or exact for other apply functions')
+  else:
+    scores = fisher_lib.per_sample_scores(apply_fn, params, inputs, targets)
+    w = _weights(fisher_lib.quadratic_forms_reference(scores, fisher, damping), lam, normalize)
+    residual = apply_fn(params, inputs) - targets
+    loss = jnp.mean(w[:, None] * jnp.square(residual))
+  return (loss, w) if return_weights else loss
+
+
 def by_name(name: str, fim_config=None):
-  """The inner/meta loss of a learner from its config name."""
+  """The inner/meta loss of a learner from its config name ('mse' or 'fim')."""
   if name == 'mse':
     return mse
-  raise ValueError(f'unknown loss {name!r}: use mse')
+  if name == 'fim':
+    return functools.partial(fim_weighted_mse, lam=fim_config.lam, fisher=fim_config.fisher,
+                             damping=fim_config.damping, normalize=fim_config.normalize)
+  raise UserError(f'unknown loss {name!r}: use mse or fim')

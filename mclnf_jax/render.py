@@ -175,7 +175,8 @@ def render_image_chunked(render_fn: RenderFn, origins: np.ndarray | jax.Array,
   d = np.concatenate([d, np.repeat(d[-1:], pad, 0)]) if pad else d
   parts: dict[str, list[np.ndarray]] = {}
   for s in range(0, o.shape[0], chunk):
-    out = jax.device_get(render_fn(jnp.asarray(o[s:s + chunk]), jnp.asarray(d[s:s + chunk])))
+    sl = slice(s, s + chunk)
+    out = jax.device_get(render_fn(jnp.asarray(o[sl]), jnp.asarray(d[sl])))
     for k, v in out.items():
       parts.setdefault(k, []).append(np.asarray(v))
   return {k: np.concatenate(v)[:n].reshape(lead + v[0].shape[1:])

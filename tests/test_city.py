@@ -60,8 +60,8 @@ def test_cell_of_points_is_row_major_and_clamps():
 def test_views_by_cell_uses_optical_axis_hit():
   # Camera above cell 0 but tilted so its axis hits the ground over cell 3.
   c2w = np.concatenate([_nadir_c2w(-0.5, -0.5, 1.0), _nadir_c2w(0.5, 0.5, 1.0)])
-  c2w[0] = city._look_c2w(np.array([[-0.5, -0.5, 1.0]]),
-                          np.array([[1.0, 1.0, -1.0]]) / np.sqrt(3), np.array([np.pi / 4]))[0]
+  forward = np.array([[1.0, 1.0, -1.0]]) / np.sqrt(3)
+  c2w[0] = city._look_c2w(np.array([[-0.5, -0.5, 1.0]]), forward, np.array([np.pi / 4]))[0]
   s = scene_lib.Scene(images=np.zeros((2, 2, 2, 3), np.float32), c2w=c2w,
                       focal=(1.0, 1.0), principal=(1.0, 1.0), near=0.1, far=5.0,
                       bounds=(-1.0, 1.0, -1.0, 1.0)).validate()

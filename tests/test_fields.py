@@ -22,7 +22,7 @@ def test_paper_parameter_counts(width, expected):
 
 def test_sitzmann_init_limits():
   params = Field(Siren(width=64, depth=3, out_dim=3, w0=30.0), in_dim=2).init(jax.random.key(1))
-  first, hidden = params['dense_0']['Dense_0']['kernel'], params['dense_1']['Dense_0']['kernel']
+  first, hidden = params['dense_0']['kernel'], params['dense_1']['kernel']
   assert float(jnp.abs(first).max()) <= 1 / 2
   assert float(jnp.abs(first).max()) > 0.4          # fills its range
   limit = np.sqrt(6 / 64) / 30

@@ -36,7 +36,7 @@ _SPLITS = ('train', 'test')
 
 def _missing_root(root: str) -> UserError:
   return UserError(
-      f'{root}: MatrixCity not found (field root). Get it from the MatrixCity project '
+      f"{root}: field 'root': MatrixCity not found. Get it from the MatrixCity project "
       'release (Li et al., ICCV 2023) and point root at the folder holding '
       'small_city/aerial/block_N/transforms.json with rgb/NNNN.png images; '
       'configs/nerf_quickstart.py runs offline on the procedural city instead.')
@@ -50,7 +50,7 @@ def _block_name(block: int | str) -> str:
 def block_dir(root: str, block: int | str, split: str = 'train') -> str:
   """The folder of one block's split; UserError when root or the block is missing."""
   if split not in _SPLITS:
-    raise UserError(f'{root}: field split: expected one of {_SPLITS}, got {split!r}')
+    tj.fail(root, 'split', f'expected one of {_SPLITS}, got {split!r}')
   if not os.path.isdir(root):
     raise _missing_root(root)
   name = _block_name(block) + ('_test' if split == 'test' else '')
@@ -60,8 +60,8 @@ def block_dir(root: str, block: int | str, split: str = 'train') -> str:
   for path in candidates:
     if os.path.isfile(os.path.join(path, 'transforms.json')):
       return path
-  raise UserError(f'{root}: field block: no {name}/transforms.json under root (expected '
-                  f'{candidates[0]}/transforms.json); check the block id and split')
+  tj.fail(root, 'block', f'no {name}/transforms.json under root (expected '
+          f'{candidates[0]}/transforms.json); check the block id and split')
 
 
 # ---------------------------------------------------------------- reading
@@ -70,8 +70,8 @@ def block_dir(root: str, block: int | str, split: str = 'train') -> str:
 def _frame_index(frame: dict[str, Any], source: str, i: int) -> int:
   value = tj.get_field(frame, 'frame_index', source, f'frames[{i}].')
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    raise UserError(f'{source}: field frames[{i}].frame_index: expected a '
-                    f'non-negative integer, got {value!r}')
+    tj.fail(source, f'frames[{i}].frame_index',
+            f'expected a non-negative integer, got {value!r}')
   return value
 
 
@@ -79,16 +79,15 @@ def _image_path(folder: str, frame: dict[str, Any], index: int, source: str,
                 i: int) -> str:
   sub = frame.get('path', '')
   if not isinstance(sub, str):
-    raise UserError(f'{source}: field frames[{i}].path: expected a sub-folder name, '
-                    f'got {sub!r}')
+    tj.fail(source, f'frames[{i}].path', f'expected a sub-folder name, got {sub!r}')
   base = os.path.join(folder, sub)
   for path in (os.path.join(base, 'rgb', f'{index:04d}.png'),
                os.path.join(base, f'{index:04d}.png')):
     if os.path.isfile(path):
       return path
-  raise UserError(f'{source}: field frames[{i}].frame_index: image '
-                  f'{os.path.join(base, "rgb", f"{index:04d}.png")} not found; '
-                  'restore the image or drop the frame')
+  tj.fail(source, f'frames[{i}].frame_index',
+          f'image {os.path.join(base, "rgb", f"{index:04d}.png")} not found; restore '
+          'the image or drop the frame')
 
 
 def read_c2w(frame: dict[str, Any], scale: float, source: str, i: int) -> np.ndarray:
@@ -197,8 +196,8 @@ def load_matrixcity_pose_file(
     if os.path.isfile(path):
       return tj.load_transforms_json(path, resize=resize, near=near, far=far,
                                      ground_z=ground_z, cache_dir=cache_dir)
-  raise UserError(f'{root}: field block: no small_city/aerial/pose/{name}/'
-                  f'transforms_{split}.json under root; check the block letter')
+  tj.fail(root, 'block', f'no small_city/aerial/pose/{name}/transforms_{split}.json '
+          'under root; check the block letter')
 
 
 # ---------------------------------------------------------------- test fixture
@@ -216,8 +215,8 @@ def write_matrixcity_fixture(root: str, block_scene: scene_lib.Scene,
   fx, fy = block_scene.focal
   w, h = block_scene.width, block_scene.height
   if abs(fx - fy) > 1e-6 * fx or block_scene.principal != (w / 2, h / 2):
-    raise UserError(f'{block_scene.name}: field focal/principal: MatrixCity stores only '
-                    'camera_angle_x, so need fx == fy and a centred principal point')
+    tj.fail(block_scene.name, 'focal/principal', 'MatrixCity stores only '
+            'camera_angle_x, so need fx == fy and a centred principal point')
   name = _block_name(block_id) + ('_test' if split == 'test' else '')
   folder = os.path.join(root, 'small_city', 'aerial', name)
   os.makedirs(os.path.join(folder, 'rgb'), exist_ok=True)

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 import tempfile
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class Scene:
     return self
 
 
-def _fail(source: str, field: str, fix: str) -> None:
+def _fail(source: str, field: str, fix: str) -> NoReturn:
   raise UserError(f'{source}: field {field!r}: {fix}')
 
 

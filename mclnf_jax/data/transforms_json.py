@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 from PIL import Image
@@ -29,7 +29,8 @@ _EXTENSIONS = ('.png', '.jpg', '.jpeg', '.PNG', '.JPG', '.JPEG')
 BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0
 
 
-def _fail(source: str, field: str, fix: str) -> None:
+def fail(source: str, field: str, fix: str) -> NoReturn:
+  """Raises the one-line UserError '<file>: field '<field>': <what is wrong; fix>'."""
   raise UserError(f'{source}: field {field!r}: {fix}')
 
 
@@ -53,7 +54,7 @@ def read_json(path: str, what: str = 'transforms file') -> dict[str, Any]:
 def get_field(meta: dict[str, Any], key: str, source: str, prefix: str = '') -> Any:
   """meta[key]; UserError naming the field when it is missing."""
   if key not in meta:
-    _fail(source, prefix + key, 'missing; add it (see the nerfstudio / Blender '
+    fail(source, prefix + key, 'missing; add it (see the nerfstudio / Blender '
           'transforms.json format)')
   return meta[key]
 
@@ -62,7 +63,7 @@ def get_number(meta: dict[str, Any], key: str, source: str, prefix: str = '') ->
   value = get_field(meta, key, source, prefix)
   if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(
       value):
-    _fail(source, prefix + key, f'expected a finite number, got {value!r}')
+    fail(source, prefix + key, f'expected a finite number, got {value!r}')
   return float(value)
 
 
@@ -76,20 +77,20 @@ def get_matrix(meta: dict[str, Any], key: str, source: str, prefix: str = '',
     arr = None
   if arr is None or arr.shape != shape:
     got = 'ragged or non-numeric' if arr is None else f'shape {arr.shape}'
-    _fail(source, prefix + key, f'expected a {"x".join(map(str, shape))} matrix of '
+    fail(source, prefix + key, f'expected a {"x".join(map(str, shape))} matrix of '
           f'numbers, got {got}')
   if not np.all(np.isfinite(arr)):
-    _fail(source, prefix + key, 'contains NaN or inf; fix the pose')
+    fail(source, prefix + key, 'contains NaN or inf; fix the pose')
   return arr
 
 
 def get_frames(meta: dict[str, Any], source: str) -> list[dict[str, Any]]:
   frames = get_field(meta, 'frames', source)
   if not isinstance(frames, list) or not frames:
-    _fail(source, 'frames', 'expected a non-empty list of frames')
+    fail(source, 'frames', 'expected a non-empty list of frames')
   for i, frame in enumerate(frames):
     if not isinstance(frame, dict):
-      _fail(source, f'frames[{i}]', 'expected an object with file_path and '
+      fail(source, f'frames[{i}]', 'expected an object with file_path and '
             'transform_matrix')
   return frames
 
@@ -100,16 +101,15 @@ def get_frames(meta: dict[str, Any], source: str) -> list[dict[str, Any]]:
 def resolve_image(folder: str, file_path: Any, source: str, field: str) -> str:
   """The image file for a frame; tries common extensions when there is none."""
   if not isinstance(file_path, str) or not file_path:
-    _fail(source, field, f'expected a relative image path, got {file_path!r}')
+    fail(source, field, f'expected a relative image path, got {file_path!r}')
   base = os.path.normpath(os.path.join(folder, file_path))
   candidates = [base] + ([base + e for e in _EXTENSIONS]
                          if not os.path.splitext(base)[1].lower() in _EXTENSIONS else [])
   for path in candidates:
     if os.path.isfile(path):
       return path
-  _fail(source, field, f'image {base} not found (tried {", ".join(_EXTENSIONS[:3])} '
+  fail(source, field, f'image {base} not found (tried {", ".join(_EXTENSIONS[:3])} '
         'when no extension); fix the path or add the image')
-  return ''  # unreachable
 
 
 def read_rgb(path: str, background: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
@@ -148,12 +148,12 @@ def read_images(paths: Sequence[str], source: str, field: str,
     try:
       img = read_rgb(path, background)
     except (OSError, ValueError) as e:
-      _fail(source, f'{field}[{i}]', f'cannot read image {path} ({e}); replace it')
+      fail(source, f'{field}[{i}]', f'cannot read image {path} ({e}); replace it')
     size = (img.shape[1], img.shape[0])
     if size0 is None:
       size0 = size
     elif size != size0:
-      _fail(source, f'{field}[{i}]', f'image {path} is {size[0]}x{size[1]} but '
+      fail(source, f'{field}[{i}]', f'image {path} is {size[0]}x{size[1]} but '
             f'{paths[0]} is {size0[0]}x{size0[1]}; all views must share one size')
     images.append(resize_rgb(img, resize) if resize else img)
   return np.stack(images).astype(np.float32), size0
@@ -163,7 +163,7 @@ def check_resize(resize: Any, source: str) -> tuple[int, int] | None:
   if resize is None:
     return None
   if (len(resize) != 2 or any(int(v) != v or v <= 0 for v in resize)):
-    _fail(source, 'resize', f'expected (width, height) positive integers, got {resize}')
+    fail(source, 'resize', f'expected (width, height) positive integers, got {resize}')
   return int(resize[0]), int(resize[1])
 
 
@@ -176,7 +176,7 @@ def _intrinsics(meta: dict[str, Any], size0: tuple[int, int],
   w0, h0 = size0
   for key, actual in (('w', w0), ('h', h0)):
     if key in meta and int(get_number(meta, key, source)) != actual:
-      _fail(source, key, f'says {meta[key]} but the images are {w0}x{h0}; fix the '
+      fail(source, key, f'says {meta[key]} but the images are {w0}x{h0}; fix the '
             'json or the images')
   if 'fl_x' in meta:
     fx = get_number(meta, 'fl_x', source)
@@ -189,10 +189,10 @@ def _intrinsics(meta: dict[str, Any], size0: tuple[int, int],
           if 'camera_angle_y' in meta else fx)
     cx, cy = w0 / 2, h0 / 2
   else:
-    _fail(source, 'camera_angle_x', "missing (and no 'fl_x'); add camera_angle_x "
+    fail(source, 'camera_angle_x', "missing (and no 'fl_x'); add camera_angle_x "
           'or fl_x/fl_y/cx/cy')
   if fx <= 0 or fy <= 0:
-    _fail(source, 'fl_x/camera_angle_x', f'focal lengths must be positive, got '
+    fail(source, 'fl_x/camera_angle_x', f'focal lengths must be positive, got '
           f'{fx}, {fy}')
   return fx, fy, cx, cy
 

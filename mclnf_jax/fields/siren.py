@@ -17,30 +17,12 @@ def _uniform(limit: float):
   return init
 
 
-class SineDense(nn.Module):
-  """Dense layer with Sitzmann et al. initialisation.
-
-  First layer: W ~ U(-1/fan_in, 1/fan_in); later layers: U(-sqrt(6/fan_in)/w0, ...), so
-  that sin(w0 * (W x + b)) keeps unit-variance pre-activations at any depth. Biases
-  follow the usual U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-  """
-  features: int
-  w0: float
-  is_first: bool
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    fan_in = x.shape[-1]
-    limit = 1.0 / fan_in if self.is_first else (6.0 / fan_in) ** 0.5 / self.w0
-    return nn.Dense(self.features, kernel_init=_uniform(limit),
-                    bias_init=_uniform(fan_in ** -0.5))(x)
-
-
 class Siren(nn.Module):
   """[N, d_in] coordinates in [-1, 1] -> [N, d_out] signal values.
 
-  Pre-activations pass through `self.perturb` so that the FIM loss can read
-  per-sample output gradients of every dense layer without per-sample backprops.
+  Every dense layer sows its input and perturbs its pre-activation, so the FIM loss can
+  read per-sample gradients layer by layer without per-sample backprops; both taps cost
+  nothing unless their collections are asked for.
   """
   width: int
   depth: int
@@ -52,15 +34,24 @@ class Siren(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     from mclnf_jax.fields.sine import get_sine  # late import: tiny module, no cycle
     sin = get_sine(self.sine)
-    for i in range(self.depth - 1):
-      self.sow('intermediates', f'input_{i}', x)
-      z = SineDense(self.width, self.w0, is_first=(i == 0), name=f'dense_{i}')(x)
-      z = self.perturb(f'preact_{i}', z)
-      x = sin(self.w0 * z)
-    i = self.depth - 1
-    self.sow('intermediates', f'input_{i}', x)
-    out = SineDense(self.out_dim, self.w0, is_first=False, name=f'dense_{i}')(x)
-    return self.perturb(f'preact_{i}', out)
+    for i, name in enumerate(self.dense_names):
+      last = i == self.depth - 1
+      # Sitzmann et al.: first layer U(-1/fan_in, 1/fan_in), later U(-sqrt(6/fan_in)/w0, ..),
+      # so sin(w0 * z) keeps unit-variance pre-activations at any depth; biases as usual.
+      fan_in = x.shape[-1]
+      limit = 1.0 / fan_in if i == 0 else (6.0 / fan_in) ** 0.5 / self.w0
+      self.sow('intermediates', name + '_input', x)
+      z = nn.Dense(self.out_dim if last else self.width, kernel_init=_uniform(limit),
+                   bias_init=_uniform(fan_in ** -0.5), name=name)(x)
+      z = self.perturb(name + '_preact', z)
+      x = z if last else sin(self.w0 * z)
+    return x
+
+  @property
+  def dense_names(self) -> list[str]:
+    """Dense layers in order: params[name] = {kernel, bias}; taps `name + '_input'` in
+    'intermediates' (the layer input) and `name + '_preact'` in 'perturbations'."""
+    return [f'dense_{i}' for i in range(self.depth)]
 
 
 def layer_dims(in_dim: int, width: int, depth: int, out_dim: int) -> Sequence[int]:

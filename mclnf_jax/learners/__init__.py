@@ -12,7 +12,7 @@ from mclnf_jax.learners.setup import Setup
 from mclnf_jax.tasks import Modality
 
 # name -> module under mclnf_jax.learners (imported on demand).
-MODULES = {'ol': 'ol', 'maml_cl': 'maml_cl', 'mcl': 'mcl'}
+MODULES = {'ol': 'ol', 'maml_cl': 'maml_cl', 'mcl': 'mcl', 'mcl_fim': 'mcl_fim'}
 
 
 def build_field(config: ml_collections.ConfigDict, width: int, modality: Modality) -> Field:

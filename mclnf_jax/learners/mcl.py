@@ -43,7 +43,7 @@ def modular(name: str, s: Setup) -> base.Learner:
   return base.Learner(
       name=name, meta_learned=True, resumable=True,
       init=s.field.init, start=start_with(s.tto_opt), adapt=adapt_with(s.tto_opt),
-      predict=lambda state, x: s.modality.predict(routed, state['params'], x),
+      predict=lambda state, x: s.modality.predictor(routed)(state['params'], x),
       meta_loss=meta_loss)
 
 

@@ -17,6 +17,7 @@ class Setup(NamedTuple):
   inner_steps: int                        # inner steps per task during meta-training
   first_order: bool                       # first-order meta-gradient (FOMAML)
 
-  def apply(self, params, x):
-    """Prediction of one network: the modality forms it from the field."""
-    return self.modality.predict(self.field.apply, params, x)
+  @property
+  def apply(self):
+    """Prediction of one network, (params, x) -> y: the modality forms it from the field."""
+    return self.modality.predictor(self.field.apply)

@@ -2,7 +2,7 @@
 
 A modality decides three things and nothing else: how a signal becomes an `Episode`
 (tasks in order, plus the whole signal as a query set), how a prediction is formed from
-a field (`predict`: identity here, volume rendering for scenes) and which metrics apply.
+a field (`predictor`: identity here, volume rendering for scenes) and which metrics apply.
 Learners, losses, meta-training and evaluation only ever see `Episode`s and these hooks.
 """
 from typing import Any, Callable, NamedTuple, Protocol
@@ -36,8 +36,11 @@ class Modality(Protocol):
 
   def episode(self, signal: np.ndarray) -> Episode: ...
 
-  def predict(self, apply_fn: ApplyFn, params: Any, x: jax.Array) -> jax.Array:
-    """Targets predicted for inputs x ([N, d_x] -> [N, d_y]) by the field apply_fn."""
+  def predictor(self, apply_fn: ApplyFn) -> ApplyFn:
+    """How predictions are formed from a field: (params, x [N, d_x]) -> [N, d_y].
+
+    Identity (returns apply_fn itself) for images, audio and video; volume rendering
+    for scenes."""
 
   def route(self, field_x: jax.Array) -> jax.Array:
     """G(x): [N, in_dim] field inputs -> [N, num_tasks] expert weights."""

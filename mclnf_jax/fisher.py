@@ -1,0 +1,144 @@
+"""Per-sample scores and Fisher information, the pieces of the FIM loss and of EWC.
+
+For a Gaussian likelihood p(y | f(x)) = N(y; f(x), I) the score of sample i is
+g_i = grad_theta log p(y_i | f(x_i)) = -J_i^T r_i with residual r_i = f(x_i) - y_i.
+
+Two ways to get at g_i:
+* `per_sample_scores`: `vmap(grad)` over samples, for any apply_fn (the reference).
+* `dense_taps`: for fields made of dense layers (SIREN), one forward pass records each
+  layer's input a_i and one backward pass its pre-activation score d_i; the score of
+  the layer's (kernel, bias) is then the outer product [a_i, 1] d_i^T, so Fisher
+  diagonals, Kronecker factors and quadratic forms g^T F^-1 g are a few matmuls per
+  layer and no per-sample gradient is ever stored.
+Scores are rescaled by their largest magnitude before squaring (the quadratic forms are
+invariant to it), so float32 targets of large magnitude neither overflow nor underflow.
+"""
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mclnf_jax.errors import UserError
+
+ESTIMATORS = ('exact', 'diag', 'kfac')
+
+
+def _log_likelihood(apply_fn, params, x, y):
+  return -0.5 * jnp.sum(jnp.square(apply_fn(params, x[None])[0] - y))
+
+
+def per_sample_scores(apply_fn, params, x: jax.Array, y: jax.Array) -> jax.Array:
+  """g_i flattened over every leaf: [N, P] (materialises N x P; for small models)."""
+  grads = jax.vmap(jax.grad(_log_likelihood, argnums=1), in_axes=(None, None, 0, 0))(
+      apply_fn, params, x, y)
+  return jnp.concatenate([g.reshape(x.shape[0], -1) for g in jax.tree_util.tree_leaves(grads)],
+                         axis=1)
+
+
+def _unit_scale(v: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """v / max|v| and max|v| (1 where v is all zero), held constant for differentiation."""
+  s = jax.lax.stop_gradient(jnp.max(jnp.abs(v)))
+  s = jnp.where(s > 0, s, 1.0)
+  return v / s, s
+
+
+def quadratic_forms_reference(scores: jax.Array, fisher: str, damping: float) -> jax.Array:
+  """q_i = g_i^T F^-1 g_i from materialised scores [N, P] ('exact' or 'diag')."""
+  g, s = _unit_scale(scores)
+  damp = damping / s**2               # F/s^2 = mean g g^T / s^2 + damping / s^2
+  if fisher == 'diag':
+    f = jnp.mean(g * g, axis=0) + damp
+    return jnp.sum(g * g / f, axis=1)
+  if fisher == 'exact':
+    n, p = g.shape
+    f = g.T @ g / n + damp * jnp.eye(p, dtype=g.dtype)
+    return jnp.maximum(jnp.sum(g * jnp.linalg.solve(f, g.T).T, axis=1), 0.0)
+  raise UserError(f'fisher={fisher!r} needs layer taps; materialised scores support exact, diag')
+
+
+class Taps(NamedTuple):
+  """Per dense layer: inputs a [N, d_in] and pre-activation scores d [N, d_out]."""
+  inputs: list[jax.Array]
+  scores: list[jax.Array]
+
+
+def has_dense_taps(apply_fn: Any) -> bool:
+  """True for a `Field` (or its bound `apply`) whose module lists its dense layers."""
+  field = getattr(apply_fn, '__self__', apply_fn)
+  return hasattr(getattr(field, 'module', None), 'dense_names')
+
+
+def dense_taps(apply_fn, params, x: jax.Array, y: jax.Array):
+  """One forward and one backward pass: (outputs [N, q], Taps).
+
+  d_i = d log p_i / d z_i for each layer's pre-activation z: the VJP of sum_i log p_i
+  w.r.t. zero perturbations added to z, exact per sample since sample i only moves z_i.
+  """
+  field = getattr(apply_fn, '__self__', apply_fn)
+  module, names = field.module, field.module.dense_names
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), x))['perturbations']
+  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+  def forward(perturbations):
+    out, state = module.apply({'params': params, 'perturbations': perturbations}, x,
+                              mutable=['intermediates'])
+    return out, state['intermediates']
+
+  out, vjp, inter = jax.vjp(forward, zeros, has_aux=True)
+  (scores,) = vjp(-(out - y))               # cotangent of sum_i log p_i w.r.t. outputs
+  return out, Taps(inputs=[inter[n + '_input'][0] for n in names],
+                   scores=[scores[n + '_preact'] for n in names])
+
+
+def _with_bias(a: jax.Array) -> jax.Array:
+  return jnp.concatenate([a, jnp.ones_like(a[:, :1])], axis=1)
+
+
+def diag_fisher_of_layer(a: jax.Array, d: jax.Array) -> jax.Array:
+  """mean_i g_i^2 of a dense layer's [kernel; bias] scores, [d_in + 1, d_out]."""
+  a1 = _with_bias(a)
+  return (a1 * a1).T @ (d * d) / a.shape[0]
+
+
+def quadratic_forms_taps(taps: Taps, fisher: str, damping: float) -> jax.Array:
+  """q_i = sum over layers of g_i^T F^-1 g_i, without per-sample gradients.
+
+  diag: F = mean g^2 + damping, so q_i = sum_jk a_ij^2 d_ik^2 / F_jk
+        = rowsum(a_i^2 * (d_i^2 @ (1/F)^T)).
+  kfac: F ~ (A + sqrt(damping) I) (x) (G + sqrt(damping) I) with A = mean a a^T (a with a 1
+        appended for the bias) and G = mean d d^T; the quadratic form of an outer product
+        factorises: q_i = (a_i^T A^-1 a_i)(d_i^T G^-1 d_i).
+  """
+  total = 0.0
+  for a, d in zip(taps.inputs, taps.scores):
+    a, sa = _unit_scale(_with_bias(a))
+    d, sd = _unit_scale(d)
+    n = a.shape[0]
+    if fisher == 'diag':
+      f = (a * a).T @ (d * d) / n + damping / (sa * sd) ** 2
+      total = total + jnp.sum(a * a * ((d * d) @ (1.0 / f).T), axis=1)
+    elif fisher == 'kfac':
+      root = jnp.sqrt(damping)
+      fa = a.T @ a / n + root / sa**2 * jnp.eye(a.shape[1], dtype=a.dtype)
+      fg = d.T @ d / n + root / sd**2 * jnp.eye(d.shape[1], dtype=d.dtype)
+      qa = jnp.sum(a * jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(fa), a.T).T, 1)
+      qg = jnp.sum(d * jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(fg), d.T).T, 1)
+      total = total + jnp.maximum(qa, 0.0) * jnp.maximum(qg, 0.0)
+    else:
+      raise UserError(f'fisher={fisher!r} is not a tap estimator: use diag or kfac')
+  return total
+
+
+def diag_fisher(apply_fn, params, x: jax.Array, y: jax.Array):
+  """Diagonal empirical Fisher mean_i g_i^2 as a pytree shaped like params (for EWC)."""
+  if has_dense_taps(apply_fn):
+    field = getattr(apply_fn, '__self__', apply_fn)
+    _, taps = dense_taps(apply_fn, params, x, y)
+    out = {}
+    for name, a, d in zip(field.module.dense_names, taps.inputs, taps.scores):
+      f = diag_fisher_of_layer(a, d)
+      out[name] = {'kernel': f[:-1], 'bias': f[-1]}
+    return jax.tree_util.tree_map(lambda f, p: f.reshape(p.shape).astype(p.dtype), out, params)
+  grads = jax.vmap(jax.grad(_log_likelihood, argnums=1), in_axes=(None, None, 0, 0))(
+      apply_fn, params, x, y)
+  return jax.tree_util.tree_map(lambda g: jnp.mean(g * g, axis=0), grads)
