@@ -12,7 +12,7 @@ def get_config():
   c = config_base.base_config()
   c.name = 'quickstart'
   c.data.update(name='embedded', resolution=32, num_val=8, num_test=8)
-  c.tasks.update(num_tasks=4, split='grid', grid_rows=1, grid_cols=4)
+  c.tasks.update(blocks=(1, 4), split='grid')
   c.field.depth = 4
   c.learners = 'ol,maml_cl,mcl'
   c.methods.ol.update(width=64, tto_opt='adam', tto_lr=1e-3)

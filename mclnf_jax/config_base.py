@@ -27,18 +27,39 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       name='embedded',    # embedded | celeb_a | imagenette | ffhq
       root='',            # TFDS data_dir or image folder; '' = ~/.cache/mclnf_jax/tfds
-      resolution=32,
+      resolution=32,      # images and video: square side in pixels
+      frames=4,           # video: frames per clip
+      frame_stride=0,     # video: frames skipped between kept frames
+      seconds=3.0,        # audio: clip length
       num_train=0,        # meta-train signals (0 = all)
       num_val=8,          # held out of meta-train for meta-validation
       num_test=8,         # meta-test signals evaluated
       seed=0))
 
+  # T = prod(blocks) tasks, blocks per signal axis (see tasks/grid.py).
   c.tasks = ml_collections.ConfigDict(dict(
-      num_tasks=4,
-      split='grid',       # grid (the paper's strips) | resolution (appendix D)
-      grid_rows=1, grid_cols=4))
+      blocks=(1, 4),      # images: 4 strips; video: (4, 1, 1) frames; audio: (4,)
+      split='grid'))      # grid (contiguous blocks) | resolution (appendix D)
 
-  c.field = ml_collections.ConfigDict(dict(kind='siren', depth=5, w0=30.0, sine='exact'))
+  c.field = ml_collections.ConfigDict(dict(
+      kind='siren',       # siren | nerf
+      depth=5,            # linear layers (siren) / trunk layers (nerf)
+      w0=30.0, sine='exact',                      # siren
+      pos_freqs=10, dir_freqs=4, skip=True))      # nerf
+
+  # Scenes (modality 'nerf'): the procedural city or MatrixCity blocks.
+  c.scene = ml_collections.ConfigDict(dict(
+      num_blocks=10,              # city: blocks generated (70% meta-train, 30% meta-test)
+      views_per_cell=8,           # city: aerial context views per ground cell
+      heldout_views=4,            # held-out views per meta-test block in the query set
+      rays_per_task=1024,         # context rays drawn from each cell's views
+      train_blocks='',            # matrixcity: comma-separated block ids for meta-training
+      test_blocks='',             # matrixcity: block ids for meta-test (views in block_N_test)
+      scale=0.01,                 # matrixcity: translation scale factor
+      image_width=480, image_height=270))   # matrixcity: views resized on load
+
+  c.render = ml_collections.ConfigDict(dict(
+      num_samples=32, hierarchical_samples=0, background=(1.0, 1.0, 1.0), chunk=4096))
 
   # FIM loss (eq. 2-3), used by learners whose `loss` is 'fim'.
   c.fim = ml_collections.ConfigDict(dict(lam=1.0, fisher='diag', damping=1e-8, normalize=True))

@@ -17,7 +17,6 @@ def check(config: ml_collections.ConfigDict) -> None:
   for key in ('max_steps', 'batch_size'):
     _positive(e[key], f'eval.{key}')
   _positive(d.resolution, 'data.resolution')
-  _positive(config.tasks.num_tasks, 'tasks.num_tasks')
   _positive(config.field.depth, 'field.depth')
   for key in ('num_train', 'num_val', 'num_test', 'seed'):
     if d[key] < 0:

@@ -37,6 +37,7 @@ class Evaluator:
 
   def __init__(self, learner: Learner, modality: Modality):
     self.learner = learner
+    self.modality = modality
     self.start = jax.jit(learner.start)
     self.adapt = jax.jit(jax.vmap(learner.adapt, in_axes=(0, 0, None)))
 
@@ -65,6 +66,7 @@ class Evaluator:
         state = self.adapt(state0, episodes, jnp.int32(k))
       values, preds = self.measure(state, episodes)
       values = jax.device_get(values)
+      values.update(self._host_metrics(preds, episodes))
       seconds += time.perf_counter() - t0
       rows.append(values)
       kept.append(np.asarray(preds[:keep]))
@@ -73,3 +75,12 @@ class Evaluator:
         log(f'eval {self.learner.name} step {k}/{steps[-1]} {shown} [{seconds:.1f} s]')
     values = {m: np.stack([r[m] for r in rows], axis=1) for m in rows[0]}
     return values, np.stack(kept, axis=1), seconds
+
+  def _host_metrics(self, preds, episodes: Episode) -> dict[str, np.ndarray]:
+    """Metrics that only exist outside JAX (PESQ), per signal."""
+    host = getattr(self.modality, 'host_metrics', None)
+    if host is None:
+      return {}
+    preds, targets = np.asarray(preds), np.asarray(episodes.query_y)
+    rows = [host(p, self.modality.to_signal(t)) for p, t in zip(preds, targets)]
+    return {m: np.array([r[m] for r in rows]) for m in rows[0]}

@@ -79,17 +79,18 @@ class Signals:
       self._cache[split] = modalities.load_signals(self.config, split)
     return self._cache[split]
 
-  def train_val(self) -> tuple[np.ndarray, np.ndarray]:
+  def train_val(self):
     signals, num_val = self._split('train'), self.config.data.num_val
     if len(signals) <= num_val:
       raise UserError(f'only {len(signals)} meta-train signals for data.num_val={num_val}: '
                       'lower data.num_val or give more data')
     return signals[:-num_val], signals[-num_val:]
 
-  def test(self) -> np.ndarray:
+  def test(self):
     return self._split('test')
 
-  def episodes(self, signals: np.ndarray) -> Episode:
+  def episodes(self, signals) -> Episode:
+    """Signals (an array or a list) -> their episodes stacked on axis 0."""
     return stack_episodes([self.modality.episode(s) for s in signals])
 
 
@@ -113,7 +114,7 @@ def meta_train(config: ml_collections.ConfigDict, learner: Learner, signals: Sig
 
     def episode_batch(step: int) -> Episode:
       idx = meta.process_slice(meta.batch_indices(config.seed, step, len(train), m.batch_size))
-      return signals.episodes(train[idx])
+      return signals.episodes([train[i] for i in idx])
 
     def save(state):
       manager.save(int(state['step']), args=ocp.args.StandardSave(state))
@@ -198,7 +199,8 @@ def write_report(config, modality: Modality, results: dict[str, dict], signals: 
   report.write_curves_csv(os.path.join(workdir, 'curves.csv'), steps, curves)
   # Reconstructions at each method's best step (by the first metric), as in Fig. 3.
   main_metric = metrics[0] if 'psnr' not in metrics else 'psnr'
-  truths = signals.test()[:config.eval.num_grid]
+  test = signals.episodes(signals.test()[:config.eval.num_grid])
+  truths = [modality.to_signal(y) for y in test.query_y]
   recons, scores = [{} for _ in truths], [{} for _ in truths]
   for name, r in results.items():
     recon = np.load(os.path.join(workdir, 'results', f'{name}.npz'))['recon']

@@ -20,7 +20,7 @@ def tiny_config(learners='ol,maml_cl,mcl'):
 
 
 def tiny_image_tasks():
-  return ImageTasks(height=8, width=8, channels=3, num_tasks=4)
+  return ImageTasks(shape=(8, 8), channels=3, blocks=(1, 4))
 
 
 def smooth_images(n: int, size: int = 8, seed: int = 0) -> np.ndarray:

@@ -6,6 +6,7 @@ import ml_collections
 from mclnf_jax import losses
 from mclnf_jax.errors import UserError
 from mclnf_jax.fields import Field
+from mclnf_jax.fields.nerf import NeRFMLP
 from mclnf_jax.fields.siren import Siren
 from mclnf_jax.learners.base import Learner, make_optimizer
 from mclnf_jax.learners.setup import Setup
@@ -17,10 +18,14 @@ MODULES = {'ol': 'ol', 'maml_cl': 'maml_cl', 'mcl': 'mcl', 'mcl_fim': 'mcl_fim'}
 
 def build_field(config: ml_collections.ConfigDict, width: int, modality: Modality) -> Field:
   f = config.field
-  if f.kind != 'siren':
-    raise UserError(f'unknown field.kind={f.kind!r}: use siren')
-  return Field(Siren(width=width, depth=f.depth, out_dim=modality.out_dim, w0=f.w0,
-                     sine=f.sine), in_dim=modality.in_dim)
+  if f.kind == 'siren':
+    module = Siren(width=width, depth=f.depth, out_dim=modality.out_dim, w0=f.w0, sine=f.sine)
+  elif f.kind == 'nerf':
+    module = NeRFMLP(depth=f.depth, width=width, pos_freqs=f.pos_freqs,
+                     dir_freqs=f.dir_freqs, skip=f.skip)
+  else:
+    raise UserError(f'unknown field.kind={f.kind!r}: use siren or nerf')
+  return Field(module, in_dim=modality.in_dim)
 
 
 def build_setup(config: ml_collections.ConfigDict, name: str, modality: Modality) -> Setup:

@@ -1,0 +1,156 @@
+"""ER (Rolnick et al., 2019): CL plus replay of earlier tasks' samples.
+
+One network learns the tasks in order, k steps each (as CL); every step's batch is the
+whole current task plus samples drawn from a reservoir buffer, so that a fraction
+`replay_ratio` of the batch comes from the buffer. A task's samples are offered to the
+buffer only when that task is finished, so the buffer only ever holds earlier tasks'
+samples; while it is empty (the first task) there is no replay and ER equals CL.
+
+The buffer is part of the state: fixed-size arrays, the number of samples offered so
+far and a PRNG key, so adaptation stays one jittable function with fixed shapes.
+Its sample shapes come from the episode (for scenes they are rays, not field inputs),
+so `adapt` starts a fresh, empty buffer: every call is a new signal (not resumable).
+"""
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from mclnf_jax import config_base
+from mclnf_jax.errors import UserError
+from mclnf_jax.learners import base
+from mclnf_jax.learners.setup import Setup
+from mclnf_jax.tasks import Episode
+
+Buffer = dict[str, jax.Array]
+SEED = 0   # the buffer's PRNG seed (reservoir choices and replay draws)
+
+
+def empty_buffer(size: int, x: jax.Array, y: jax.Array, key: jax.Array) -> Buffer:
+  """Slots for samples shaped like x [..., d_x], y [..., d_y]: x [size, d_x] and
+  y [size, d_y] (zeros), count [] (samples offered so far), key [2]."""
+  return {'x': jnp.zeros((size, x.shape[-1]), x.dtype),
+          'y': jnp.zeros((size, y.shape[-1]), y.dtype),
+          'count': jnp.zeros((), jnp.int32), 'key': key}
+
+
+def filled(buffer: Buffer) -> jax.Array:
+  """How many slots hold a sample: min(count, size)."""
+  return jnp.minimum(buffer['count'], buffer['x'].shape[0])
+
+
+def reservoir_add(buffer: Buffer, x: jax.Array, y: jax.Array) -> Buffer:
+  """Offers x [m, d_x], y [m, d_y] one after another (reservoir sampling, Vitter's R).
+
+  Sample j, with n_j samples offered before it, takes slot n_j while the buffer has
+  room, else a slot drawn uniformly from [0, n_j] if that slot exists. All m choices are
+  drawn at once; where several samples pick one slot the last of them wins, as in the
+  sequential algorithm, so every offered sample ends up held with probability size/n.
+  """
+  size, m = buffer['x'].shape[0], x.shape[0]
+  key, sub = jax.random.split(buffer['key'])
+  seen = buffer['count'] + jnp.arange(m)                       # [m]
+  slot = jnp.where(seen < size, seen, jax.random.randint(sub, (m,), 0, seen + 1))
+  slot = jnp.where(slot < size, slot, size)                    # size = not kept
+  winner = jax.ops.segment_max(jnp.arange(m), slot, num_segments=size)  # [size]
+  hit = winner >= 0
+  take = jnp.clip(winner, 0, m - 1)
+  return {'x': jnp.where(hit[:, None], x[take], buffer['x']),
+          'y': jnp.where(hit[:, None], y[take], buffer['y']),
+          'count': buffer['count'] + m, 'key': key}
+
+
+def sample_replay(buffer: Buffer, key: jax.Array, n: int, x: jax.Array, y: jax.Array):
+  """n buffer samples drawn uniformly (with replacement) from the filled slots.
+
+  Returns (rx [n, d_x], ry [n, d_y], active []): while the buffer is empty, active is
+  False and the current samples x, y stand in, so the inputs stay valid for any
+  predictor; the caller then gives them no weight.
+  """
+  have = filled(buffer)
+  idx = jax.random.randint(key, (n,), 0, jnp.maximum(have, 1))
+  active = have > 0
+  stand_in = jnp.arange(n) % x.shape[0]
+  rx = jnp.where(active, buffer['x'][idx], x[stand_in])
+  ry = jnp.where(active, buffer['y'][idx], y[stand_in])
+  return rx, ry, active
+
+
+def replay_count(m: int, ratio: float) -> int:
+  """Buffer samples per step so that they are `ratio` of a batch with m current ones."""
+  return int(round(m * ratio / (1.0 - ratio)))
+
+
+def opt_step(optimizer: optax.GradientTransformation, loss_of_params, params, opt_state):
+  """One optimiser step on loss_of_params(params) -> scalar."""
+  grads = jax.grad(loss_of_params)(params)
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
+  return jax.tree_util.tree_map(lambda u, v: jnp.where(cond, u, v), a, b)
+
+
+def check_replay(name: str, buffer_size: int, replay_ratio: float) -> None:
+  if buffer_size <= 0:
+    raise UserError(f'config.methods.{name}.buffer_size={buffer_size} must be positive')
+  if not 0.0 <= replay_ratio < 1.0:
+    raise UserError(f'config.methods.{name}.replay_ratio={replay_ratio} must be in [0, 1)')
+
+
+def with_buffer(task_fn, buffer_size: int):
+  """adapt(state, episode, steps) running task_fn over tasks with a fresh buffer.
+
+  task_fn(state, x, y, steps) trains on one task (the buffer in state['buffer'] holds
+  earlier tasks only); its samples are offered to the buffer afterwards.
+  """
+  def adapt(state, episode: Episode, steps):
+    buffer = empty_buffer(buffer_size, episode.context_x, episode.context_y, state['key'])
+    state = {**state, 'buffer': buffer}
+
+    def one_task(state, x, y, t):
+      state = task_fn(state, x, y, steps)
+      return {**state, 'buffer': reservoir_add(state['buffer'], x, y)}
+    return base.over_tasks(one_task, state, episode)
+  return adapt
+
+
+def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float) -> base.Learner:
+  """CL with a reservoir replay buffer mixed into every step."""
+  check_replay(name, buffer_size, replay_ratio)
+  opt = s.tto_opt
+
+  def task_fn(state, x, y, steps):
+    n = replay_count(x.shape[0], replay_ratio)
+    task_key, buffer_key = jax.random.split(state['buffer']['key'])
+    buffer = {**state['buffer'], 'key': buffer_key}
+
+    def step(carry):
+      params, opt_state, key = carry
+      key, sub = jax.random.split(key)
+      if n == 0:
+        loss = lambda p: s.loss(s.apply, p, x, y)
+      else:
+        rx, ry, active = sample_replay(buffer, sub, n, x, y)
+        w = jnp.where(active, replay_ratio, 0.0)   # mean over the mixed batch
+        loss = lambda p: (1 - w) * s.loss(s.apply, p, x, y) + w * s.loss(s.apply, p, rx, ry)
+      return (*opt_step(opt, loss, params, opt_state), key)
+
+    params, opt_state, _ = base.run_steps(step, (state['params'], state['opt'], task_key),
+                                          steps)
+    return {**state, 'params': params, 'opt': opt_state, 'buffer': buffer}
+
+  return base.Learner(
+      name=name, meta_learned=False, resumable=False, init=s.field.init,
+      start=lambda params: {'params': params, 'opt': opt.init(params),
+                            'key': jax.random.PRNGKey(SEED)},
+      adapt=with_buffer(task_fn, buffer_size),
+      predict=lambda state, x: s.apply(state['params'], x))
+
+
+def make(setup: Setup, method: ml_collections.ConfigDict | None = None) -> base.Learner:
+  m = method if method is not None else config_base.base_config().methods.er
+  return replay_learner('er', setup, buffer_size=m.buffer_size, replay_ratio=m.replay_ratio)
