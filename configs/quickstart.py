@@ -2,23 +2,23 @@
 
 python -m mclnf_jax.main --config=configs/quickstart.py --workdir=workdir/quickstart
 
-The paper's structure at a small scale: 32x32 crops, 4 strips of 32x8 as tasks,
-single networks 4 x 64 against 4 experts of 4 x 32 (about the same parameters).
+The paper's image setting (config_paper) scaled down: 32x32 crops, 4 strips of 32x8 as
+tasks, single networks 4 x 64 against 4 experts of 4 x 32 (about the same parameters).
 """
-from mclnf_jax import config_base
+from mclnf_jax import config_paper
 
 
 def get_config():
-  c = config_base.base_config()
+  c = config_paper.paper_grid_config('image')
   c.name = 'quickstart'
-  c.data.update(name='embedded', resolution=32, num_val=8, num_test=8)
+  c.data.update(name='embedded', root='', resolution=32, num_val=8, num_test=8)
   c.tasks.update(blocks=(1, 4), split='grid')
   c.field.depth = 4
-  c.learners = 'ol,maml_cl,mcl'
-  c.methods.ol.update(width=64, tto_opt='adam', tto_lr=1e-3)
-  c.methods.maml_cl.update(width=64)
-  c.methods.mcl.update(width=32)
-  c.meta.update(steps=1000, batch_size=8, lr=5e-4, inner_steps=3,
+  c.learners = 'ol,maml_cl,mcl,mcl_fim'
+  for name in c.methods:
+    c.methods[name].width = 32 if name.startswith('mcl') else 64
+  c.methods.ol.update(tto_opt='adam', tto_lr=1e-3)
+  c.meta.update(steps=500, batch_size=4, lr=5e-4, inner_steps=3,
                 val_every=100, log_every=100, save_every=500)
   c.eval.update(max_steps=128, batch_size=8, num_grid=2)
   return c

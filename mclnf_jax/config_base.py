@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.field = ml_collections.ConfigDict(dict(
       kind='siren',       # siren | nerf
       depth=5,            # linear layers (siren) / trunk layers (nerf)
-      w0=30.0, sine='exact',                      # siren
+      w0=30.0, w0_first=0.0, sine='exact',        # siren (w0_first 0: same as w0)
       pos_freqs=10, dir_freqs=4, skip=True))      # nerf
 
   # Scenes (modality 'nerf'): the procedural city or MatrixCity blocks.
@@ -71,7 +71,25 @@ def base_config() -> ml_collections.ConfigDict:
       'maml_cl': method(256),
       'mcl': method(128),
       'mcl_fim': method(128, loss='fim'),
+      # Baselines from a random init (inner_* unused: not meta-learned).
+      'cl': method(256, tto_opt='adam', tto_lr=1e-4, inner_opt='sgd', inner_lr=1e-2),
+      'er': method(256, tto_opt='adam', tto_lr=1e-4, inner_opt='sgd', inner_lr=1e-2),
+      'ewc': method(256, tto_opt='adam', tto_lr=1e-4, inner_opt='sgd', inner_lr=1e-2),
+      'mer': method(256, tto_opt='sgd', tto_lr=1e-2, inner_opt='sgd', inner_lr=1e-2),
+      # Meta-learned single networks.
+      'mol': method(256, tto_opt='sgd', tto_lr=1e-2, inner_opt='sgd', inner_lr=1e-2),
+      'oml': method(256, tto_opt='sgd', tto_lr=1e-2, inner_opt='sgd', inner_lr=1e-2),
   })
+  # ER / MER: a reservoir buffer of earlier tasks' samples; replay_ratio is the fraction
+  # of each step's batch drawn from it. MER: beta / gamma are its within- / across-batch
+  # Reptile rates, batches_per_step its s, tto_lr its SGD rate alpha. EWC: the lambda of
+  # (lambda/2) sum F (theta - theta*)^2. OML: the first rln_layers dense layers form the
+  # representation, updated by the outer loop only.
+  c.methods.er.update(buffer_size=8192, replay_ratio=0.5)
+  c.methods.mer.update(buffer_size=8192, replay_ratio=0.5, beta=0.1, gamma=1.0,
+                       batches_per_step=4)
+  c.methods.ewc.update(ewc_lambda=100.0)
+  c.methods.oml.update(rln_layers=3)
 
   c.meta = ml_collections.ConfigDict(dict(
       steps=1000, batch_size=8, lr=1e-5, lr_final_fraction=0.1, clip=1.0,

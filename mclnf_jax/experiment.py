@@ -103,7 +103,8 @@ def meta_train(config: ml_collections.ConfigDict, learner: Learner, signals: Sig
   state = meta.init_state(learner, optimizer, key)
   manager = ocp.CheckpointManager(
       os.path.abspath(os.path.join(folder, 'checkpoints')),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                           enable_async_checkpointing=False))
   latest = manager.latest_step()
   if latest is not None:
     state = manager.restore(latest, args=ocp.args.StandardRestore(state))

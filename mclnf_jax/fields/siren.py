@@ -28,6 +28,7 @@ class Siren(nn.Module):
   depth: int
   out_dim: int
   w0: float = 30.0
+  w0_first: float = 0.0  # frequency of the first layer; 0 = w0 (audio uses ~3000)
   sine: str = 'exact'   # name of a sine in fields.sine; 'exact' is jnp.sin
 
   @nn.compact
@@ -44,7 +45,8 @@ class Siren(nn.Module):
       z = nn.Dense(self.out_dim if last else self.width, kernel_init=_uniform(limit),
                    bias_init=_uniform(fan_in ** -0.5), name=name)(x)
       z = self.perturb(name + '_preact', z)
-      x = z if last else sin(self.w0 * z)
+      w0 = self.w0_first if (i == 0 and self.w0_first) else self.w0
+      x = z if last else sin(w0 * z)
     return x
 
   @property

@@ -13,13 +13,15 @@ from mclnf_jax.learners.setup import Setup
 from mclnf_jax.tasks import Modality
 
 # name -> module under mclnf_jax.learners (imported on demand).
-MODULES = {'ol': 'ol', 'maml_cl': 'maml_cl', 'mcl': 'mcl', 'mcl_fim': 'mcl_fim'}
+MODULES = {'ol': 'ol', 'maml_cl': 'maml_cl', 'mcl': 'mcl', 'mcl_fim': 'mcl_fim',
+           'cl': 'cl', 'er': 'er', 'ewc': 'ewc', 'mer': 'mer', 'mol': 'mol', 'oml': 'oml'}
 
 
 def build_field(config: ml_collections.ConfigDict, width: int, modality: Modality) -> Field:
   f = config.field
   if f.kind == 'siren':
-    module = Siren(width=width, depth=f.depth, out_dim=modality.out_dim, w0=f.w0, sine=f.sine)
+    module = Siren(width=width, depth=f.depth, out_dim=modality.out_dim, w0=f.w0,
+                   w0_first=f.w0_first, sine=f.sine)
   elif f.kind == 'nerf':
     module = NeRFMLP(depth=f.depth, width=width, pos_freqs=f.pos_freqs,
                      dir_freqs=f.dir_freqs, skip=f.skip)

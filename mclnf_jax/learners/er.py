@@ -101,6 +101,12 @@ def check_replay(name: str, buffer_size: int, replay_ratio: float) -> None:
     raise UserError(f'config.methods.{name}.replay_ratio={replay_ratio} must be in [0, 1)')
 
 
+def start_with_key(optimizer: optax.GradientTransformation):
+  """start(params) of a replay learner: params, optimiser state and the buffer's key."""
+  return lambda params: {'params': params, 'opt': optimizer.init(params),
+                         'key': jax.random.PRNGKey(SEED)}
+
+
 def with_buffer(task_fn, buffer_size: int):
   """adapt(state, episode, steps) running task_fn over tasks with a fresh buffer.
 
@@ -145,8 +151,7 @@ def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float
 
   return base.Learner(
       name=name, meta_learned=False, resumable=False, init=s.field.init,
-      start=lambda params: {'params': params, 'opt': opt.init(params),
-                            'key': jax.random.PRNGKey(SEED)},
+      start=start_with_key(opt),
       adapt=with_buffer(task_fn, buffer_size),
       predict=lambda state, x: s.apply(state['params'], x))
 

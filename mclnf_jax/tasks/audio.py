@@ -48,7 +48,8 @@ class AudioTasks(GridTasks):
         label = f'{name} {score[name]:.2f} dB' if name in score else name
         row[0].plot(np.arange(len(wave)) / SAMPLE_RATE, wave[:, 0], linewidth=0.3)
         row[0].set_title(label, fontsize=8)
-        row[1].specgram(wave[:, 0], Fs=SAMPLE_RATE, NFFT=512, noverlap=384)
+        with np.errstate(divide='ignore'):     # silent stretches have -inf dB
+          row[1].specgram(wave[:, 0], Fs=SAMPLE_RATE, NFFT=512, noverlap=384)
       fig.tight_layout()
       tmp = f'{path_stem}_{i}.tmp.png'
       FigureCanvasAgg(fig).print_png(tmp)

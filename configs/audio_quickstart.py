@@ -1,0 +1,23 @@
+"""Audio MCL-NF on embedded speech (espeak-ng voices bundled in a PyPI wheel), 2-core CPU.
+
+python -m mclnf_jax.main --config=configs/audio_quickstart.py --workdir=workdir/audio_quickstart
+
+1-second clips at 16 kHz, 4 consecutive segments of 0.25 s as tasks; t -> amplitude.
+"""
+from mclnf_jax import config_paper
+
+
+def get_config():
+  c = config_paper.paper_grid_config('audio')
+  c.name = 'audio_quickstart'
+  c.data.update(name='embedded', root='', seconds=1.0, num_val=4, num_test=4)
+  c.tasks.update(blocks=(4,), split='grid')
+  c.field.update(depth=4, w0=30.0, w0_first=3000.0)
+  c.learners = 'ol,maml_cl,mcl,mcl_fim'
+  for name in c.methods:
+    c.methods[name].width = 32 if name.startswith('mcl') else 64
+  c.methods.ol.update(tto_opt='adam', tto_lr=1e-3)
+  c.meta.update(steps=300, batch_size=2, lr=5e-4, inner_steps=3,
+                val_every=100, log_every=50, save_every=300)
+  c.eval.update(max_steps=64, batch_size=4, num_grid=1)
+  return c
