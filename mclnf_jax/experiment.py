@@ -29,11 +29,12 @@ MODES = ('train', 'eval', 'train_and_eval')
 
 
 def learner_identity(config: ml_collections.ConfigDict, name: str) -> dict:
-  """Everything a learner's meta-trained checkpoint depends on."""
-  c = config.to_dict()
+  """Everything a learner's meta-trained checkpoint depends on (as plain JSON values)."""
+  c = json.loads(config.to_json())
   return {'learner': name, 'seed': c['seed'], 'modality': c['modality'], 'data': c['data'],
           'tasks': c['tasks'], 'field': c['field'], 'fim': c['fim'],
-          'method': c['methods'][name], 'meta': c['meta']}
+          'method': c['methods'][name], 'meta': c['meta'], 'scene': c['scene'],
+          'render': c['render']}
 
 
 def _first_difference(a: Any, b: Any, path: str = '') -> str:
@@ -152,7 +153,7 @@ def load_meta_params(config, learner: Learner, folder: str) -> Any:
 
 
 def eval_identity(config: ml_collections.ConfigDict, name: str) -> dict:
-  return {**learner_identity(config, name), 'eval': config.eval.to_dict()}
+  return {**learner_identity(config, name), 'eval': json.loads(config.eval.to_json())}
 
 
 def evaluate_learner(config, learner: Learner, modality: Modality, meta_params: Any,

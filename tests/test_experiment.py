@@ -1,0 +1,111 @@
+"""End-to-end runs of the experiment loop on tiny embedded data, resume and bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from mclnf_jax import experiment, meta
+from mclnf_jax.errors import UserError
+from tests import helpers
+
+pytestmark = pytest.mark.slow
+
+
+def image_config(tmp_path, learners='ol,maml_cl,mcl,mcl_fim'):
+  c = helpers.tiny_config(learners)
+  c.data.update(name='embedded', root=str(tmp_path / 'tfds'), resolution=12)
+  c.methods.ol.tto_opt = 'adam'
+  return c
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('run')
+  config = image_config(tmp)
+  workdir = str(tmp / 'work')
+  results = experiment.run(config, workdir, 'train_and_eval')
+  return config, workdir, results
+
+
+def test_outputs_of_a_full_run(finished_run):
+  config, workdir, results = finished_run
+  assert set(results) == {'ol', 'maml_cl', 'mcl', 'mcl_fim'}
+  for name, r in results.items():
+    assert r['steps'] == [1, 2, 4]
+    assert np.isfinite(r['curves']['psnr']).all() and len(r['curves']['ssim']) == 3
+  table = open(os.path.join(workdir, 'table_psnr.md')).read()
+  for shown in ('OL', 'MAML+CL', 'Ours (mod)', 'Ours (MIM)', 'Best (step)'):
+    assert shown in table
+  for f in ('table_psnr.csv', 'table_ssim.md', 'curves.csv', 'curves_psnr.png',
+            'reconstructions.png'):
+    assert os.path.getsize(os.path.join(workdir, f)) > 0
+  assert not [f for f in os.listdir(workdir) if 'tmp' in f]
+
+
+def test_rerun_resumes_instead_of_redoing(finished_run, monkeypatch):
+  config, workdir, results = finished_run
+  def no_meta_steps(*args, **kwargs):
+    raise AssertionError('meta-training ran again')
+  monkeypatch.setattr(meta, 'make_meta_step', no_meta_steps)
+  monkeypatch.setattr(experiment.evaluate, 'Evaluator', no_meta_steps)
+  again = experiment.run(config, workdir, 'train_and_eval')
+  assert again['mcl']['curves'] == results['mcl']['curves']
+
+
+def test_workdir_of_another_config_is_refused(finished_run):
+  config, workdir, _ = finished_run
+  other = config.copy_and_resolve_references()
+  other.meta.inner_steps = 5
+  with pytest.raises(UserError, match=r'holds a \w+ run of another config: meta.inner_steps'):
+    experiment.run(other, workdir, 'train_and_eval')
+
+
+def test_interrupted_meta_training_resumes_to_the_same_state(tmp_path, monkeypatch):
+  config = image_config(tmp_path, learners='mcl')
+  full = experiment.run(config, str(tmp_path / 'full'), 'train')   # uninterrupted
+  real_train = meta.train
+
+  def crash_after_first_save(*args, **kwargs):
+    for state in real_train(*args, **kwargs):
+      yield state
+      raise KeyboardInterrupt
+  monkeypatch.setattr(meta, 'train', crash_after_first_save)
+  with pytest.raises(KeyboardInterrupt):
+    experiment.run(config, str(tmp_path / 'cut'), 'train')
+  monkeypatch.setattr(meta, 'train', real_train)
+  experiment.run(config, str(tmp_path / 'cut'), 'train')
+  learner = experiment.learners.build(config, 'mcl', experiment.modalities.make_modality(config))
+  a = experiment.load_meta_params(config, learner, str(tmp_path / 'full' / 'mcl'))
+  b = experiment.load_meta_params(config, learner, str(tmp_path / 'cut' / 'mcl'))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_eval_without_training_says_what_to_do(tmp_path):
+  config = image_config(tmp_path, learners='mcl')
+  with pytest.raises(UserError, match='run with --mode=train'):
+    experiment.run(config, str(tmp_path / 'w'), 'eval')
+
+
+def run_main(*flags):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.run([sys.executable, '-m', 'mclnf_jax.main', *flags], capture_output=True,
+                        text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize('flags,message', [
+    (['--config.meta.steps=-1'], 'config.meta.steps=-1 must be positive'),
+    (['--config.tasks.blocks=(1,7)'], 'does not split into (1, 7) equal blocks'),
+    (['--config.data.name=ffhq', '--config.data.root=/no/such/folder'], '/no/such/folder'),
+    (['--mode=serve'], 'serve'),
+])
+def test_cli_bad_input_is_one_line(tmp_path, flags, message):
+  done = run_main('--config=configs/quickstart.py', f'--workdir={tmp_path}', *flags)
+  assert done.returncode != 0
+  error_lines = [l for l in done.stderr.splitlines() if l.startswith(('error:', 'FATAL'))]
+  assert len(error_lines) == 1 and message in error_lines[0], done.stderr[-2000:]
+  assert 'Traceback' not in done.stderr
