@@ -17,7 +17,10 @@ def get_config():
   c.learners = 'ol,maml_cl,mcl,mcl_fim'
   for name in c.methods:
     c.methods[name].width = 32 if name.startswith('mcl') else 64
-  c.methods.ol.update(tto_opt='adam', tto_lr=1e-3)
+  # Test-time optimisers (BUILD_NOTES: trap 3): Adam for the random-init and modular
+  # learners, the meta-trained SGD rule for MAML+CL / OML (Adam makes them forget).
+  for name in ('ol', 'cl', 'er', 'ewc', 'mol', 'mcl', 'mcl_fim'):
+    c.methods[name].update(tto_opt='adam', tto_lr=1e-3)
   c.meta.update(steps=500, batch_size=4, lr=5e-4, inner_steps=3,
                 val_every=100, log_every=100, save_every=500)
   c.eval.update(max_steps=128, batch_size=8, num_grid=2)

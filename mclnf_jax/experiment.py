@@ -14,7 +14,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -29,11 +28,16 @@ MODES = ('train', 'eval', 'train_and_eval')
 
 
 def learner_identity(config: ml_collections.ConfigDict, name: str) -> dict:
-  """Everything a learner's meta-trained checkpoint depends on (as plain JSON values)."""
+  """Everything a learner's meta-trained checkpoint depends on (as plain JSON values).
+
+  Test-time settings (config.eval, the method's tto_* keys) are left out: changing them
+  re-evaluates but keeps the meta-trained checkpoint.
+  """
   c = json.loads(config.to_json())
+  method = {k: v for k, v in c['methods'][name].items() if not k.startswith('tto_')}
   return {'learner': name, 'seed': c['seed'], 'modality': c['modality'], 'data': c['data'],
           'tasks': c['tasks'], 'field': c['field'], 'fim': c['fim'],
-          'method': c['methods'][name], 'meta': c['meta'], 'scene': c['scene'],
+          'method': method, 'meta': c['meta'], 'scene': c['scene'],
           'render': c['render']}
 
 
@@ -153,7 +157,9 @@ def load_meta_params(config, learner: Learner, folder: str) -> Any:
 
 
 def eval_identity(config: ml_collections.ConfigDict, name: str) -> dict:
-  return {**learner_identity(config, name), 'eval': json.loads(config.eval.to_json())}
+  c = json.loads(config.to_json())
+  tto = {k: v for k, v in c['methods'][name].items() if k.startswith('tto_')}
+  return {**learner_identity(config, name), 'eval': c['eval'], 'tto': tto}
 
 
 def evaluate_learner(config, learner: Learner, modality: Modality, meta_params: Any,

@@ -1,5 +1,4 @@
 """Behaviour that defines each baseline (cl, er, ewc, mer, mol, oml), on tiny fields."""
-import importlib
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +7,6 @@ import pytest
 
 from mclnf_jax import learners
 from mclnf_jax.learners import base, er, ewc
-from mclnf_jax.tasks import Episode
 from mclnf_jax.tasks.image import ImageTasks
 from tests import helpers
 
@@ -29,10 +27,12 @@ def tiny_config(**methods):
 
 
 def build(name, modality=MODALITY, **values):
-  """A learner with its method settings: `make(setup, config.methods[name])`."""
-  c = tiny_config(**{name: values})
-  module = importlib.import_module(f'mclnf_jax.learners.{name}')
-  return module.make(learners.build_setup(c, name, modality), c.methods[name])
+  """A learner with its method settings from config.methods[name]."""
+  return learners.build(tiny_config(**{name: values}), name, modality)
+
+
+def build_plain(name, modality, values):
+  return build(name, modality, **values)
 
 
 def start(learner, seed=0):
@@ -114,11 +114,6 @@ def test_cl_forgets_the_first_task_and_mcl_does_not():
   assert kept < 2 * learned + 1e-3 and kept < forgot / 3, (learned, forgot, kept)
 
 
-def build_plain(name, modality, values):
-  """Learners without extra settings, through `learners.build`."""
-  return learners.build(tiny_config(**{name: values}), name, modality)
-
-
 # OML: the inner loop adapts only the prediction layers.
 
 def test_oml_inner_loop_adapts_only_the_prediction_layers():
@@ -136,8 +131,7 @@ def test_oml_inner_loop_adapts_only_the_prediction_layers():
 def test_oml_meta_gradient_reaches_the_representation(first_order):
   c = tiny_config(oml=dict(rln_layers=2))
   c.meta.first_order = first_order
-  module = importlib.import_module('mclnf_jax.learners.oml')
-  learner = module.make(learners.build_setup(c, 'oml', MODALITY), c.methods.oml)
+  learner = learners.build(c, 'oml', MODALITY)
   params = learner.init(jax.random.key(0))
   grads = jax.jit(jax.grad(lambda p: learner.meta_loss(p, EPISODE)[0]))(params)
   for name in ('dense_0', 'dense_1', 'dense_2', 'dense_3'):

@@ -1,5 +1,4 @@
 """End-to-end runs of the experiment loop on tiny embedded data, resume and bad input."""
-import json
 import os
 import subprocess
 import sys
@@ -66,7 +65,7 @@ def test_workdir_of_another_config_is_refused(finished_run):
 
 def test_interrupted_meta_training_resumes_to_the_same_state(tmp_path, monkeypatch):
   config = image_config(tmp_path, learners='mcl')
-  full = experiment.run(config, str(tmp_path / 'full'), 'train')   # uninterrupted
+  experiment.run(config, str(tmp_path / 'full'), 'train')   # uninterrupted
   real_train = meta.train
 
   def crash_after_first_save(*args, **kwargs):

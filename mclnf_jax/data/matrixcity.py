@@ -36,9 +36,9 @@ _SPLITS = ('train', 'test')
 
 def _missing_root(root: str) -> UserError:
   return UserError(
-      f"{root}: field 'root': MatrixCity not found. Get it from the MatrixCity project "
-      'release (Li et al., ICCV 2023) and point root at the folder holding '
-      'small_city/aerial/block_N/transforms.json with rgb/NNNN.png images; '
+      f"MatrixCity not found at data.root={root!r}: get it from the MatrixCity project "
+      'release (Li et al., ICCV 2023) and pass --config.data.root=<folder holding '
+      'small_city/aerial/block_N/transforms.json with rgb/NNNN.png images>; '
       'configs/nerf_quickstart.py runs offline on the procedural city instead.')
 
 

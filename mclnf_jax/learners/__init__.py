@@ -36,7 +36,8 @@ def build_setup(config: ml_collections.ConfigDict, name: str, modality: Modality
                loss=losses.by_name(m.loss, config.fim),
                tto_opt=make_optimizer(m.tto_opt, m.tto_lr),
                inner_opt=make_optimizer(m.inner_opt, m.inner_lr),
-               inner_steps=config.meta.inner_steps, first_order=config.meta.first_order)
+               inner_steps=config.meta.inner_steps, first_order=config.meta.first_order,
+               method=m)
 
 
 def build(config: ml_collections.ConfigDict, name: str, modality: Modality) -> Learner:

@@ -15,10 +15,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-from mclnf_jax import config_base
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners import base
 from mclnf_jax.learners.setup import Setup
@@ -110,15 +108,19 @@ def start_with_key(optimizer: optax.GradientTransformation):
 def with_buffer(task_fn, buffer_size: int):
   """adapt(state, episode, steps) running task_fn over tasks with a fresh buffer.
 
-  task_fn(state, x, y, steps) trains on one task (the buffer in state['buffer'] holds
-  earlier tasks only); its samples are offered to the buffer afterwards.
+  task_fn(state, x, y, steps, key) trains on one task with its own PRNG key (the buffer
+  in state['buffer'] holds earlier tasks only); its samples are offered to the buffer
+  afterwards.
   """
   def adapt(state, episode: Episode, steps):
-    buffer = empty_buffer(buffer_size, episode.context_x, episode.context_y, state['key'])
-    state = {**state, 'buffer': buffer}
+    state = dict(state)
+    key = state.pop('key')            # the buffer's key from now on
+    state['buffer'] = empty_buffer(buffer_size, episode.context_x, episode.context_y, key)
 
     def one_task(state, x, y, t):
-      state = task_fn(state, x, y, steps)
+      task_key, buffer_key = jax.random.split(state['buffer']['key'])
+      state = task_fn({**state, 'buffer': {**state['buffer'], 'key': buffer_key}},
+                      x, y, steps, task_key)
       return {**state, 'buffer': reservoir_add(state['buffer'], x, y)}
     return base.over_tasks(one_task, state, episode)
   return adapt
@@ -129,10 +131,9 @@ def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float
   check_replay(name, buffer_size, replay_ratio)
   opt = s.tto_opt
 
-  def task_fn(state, x, y, steps):
+  def task_fn(state, x, y, steps, task_key):
     n = replay_count(x.shape[0], replay_ratio)
-    task_key, buffer_key = jax.random.split(state['buffer']['key'])
-    buffer = {**state['buffer'], 'key': buffer_key}
+    buffer = state['buffer']
 
     def step(carry):
       params, opt_state, key = carry
@@ -147,7 +148,7 @@ def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float
 
     params, opt_state, _ = base.run_steps(step, (state['params'], state['opt'], task_key),
                                           steps)
-    return {**state, 'params': params, 'opt': opt_state, 'buffer': buffer}
+    return {**state, 'params': params, 'opt': opt_state}
 
   return base.Learner(
       name=name, meta_learned=False, resumable=False, init=s.field.init,
@@ -156,6 +157,7 @@ def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float
       predict=lambda state, x: s.apply(state['params'], x))
 
 
-def make(setup: Setup, method: ml_collections.ConfigDict | None = None) -> base.Learner:
-  m = method if method is not None else config_base.base_config().methods.er
+def make(setup: Setup) -> base.Learner:
+  """The learner with the settings in config.methods.er."""
+  m = setup.method
   return replay_learner('er', setup, buffer_size=m.buffer_size, replay_ratio=m.replay_ratio)

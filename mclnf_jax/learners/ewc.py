@@ -8,9 +8,8 @@ agree). On the first task F = 0, so EWC equals CL there.
 """
 import jax
 import jax.numpy as jnp
-import ml_collections
 
-from mclnf_jax import config_base, fisher
+from mclnf_jax import fisher
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners import base
 from mclnf_jax.learners.setup import Setup
@@ -48,6 +47,7 @@ def ewc_learner(name: str, s: Setup, *, ewc_lambda: float) -> base.Learner:
       adapt=adapt, predict=lambda state, x: s.apply(state['params'], x))
 
 
-def make(setup: Setup, method: ml_collections.ConfigDict | None = None) -> base.Learner:
-  m = method if method is not None else config_base.base_config().methods.ewc
+def make(setup: Setup) -> base.Learner:
+  """The learner with the settings in config.methods.ewc."""
+  m = setup.method
   return ewc_learner('ewc', setup, ewc_lambda=m.ewc_lambda)

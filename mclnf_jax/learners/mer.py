@@ -19,9 +19,7 @@ With beta = gamma = 1 and one batch, a MER step is two plain optimiser steps (re
 chunk, then current task), and one plain step while the buffer is empty.
 """
 import jax
-import ml_collections
 
-from mclnf_jax import config_base
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners import base, er
 from mclnf_jax.learners.setup import Setup
@@ -40,10 +38,9 @@ def mer_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float, b
                     'positive')
   opt = s.tto_opt
 
-  def task_fn(state, x, y, steps):
+  def task_fn(state, x, y, steps, task_key):
     n = er.replay_count(x.shape[0], replay_ratio)
-    task_key, buffer_key = jax.random.split(state['buffer']['key'])
-    buffer = {**state['buffer'], 'key': buffer_key}
+    buffer = state['buffer']
     current_loss = lambda p: s.loss(s.apply, p, x, y)
 
     def one_batch(carry, key):
@@ -65,7 +62,7 @@ def mer_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float, b
 
     params, opt_state, _ = base.run_steps(step, (state['params'], state['opt'], task_key),
                                           steps)
-    return {**state, 'params': params, 'opt': opt_state, 'buffer': buffer}
+    return {**state, 'params': params, 'opt': opt_state}
 
   return base.Learner(
       name=name, meta_learned=False, resumable=False, init=s.field.init,
@@ -74,7 +71,8 @@ def mer_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float, b
       predict=lambda state, x: s.apply(state['params'], x))
 
 
-def make(setup: Setup, method: ml_collections.ConfigDict | None = None) -> base.Learner:
-  m = method if method is not None else config_base.base_config().methods.mer
+def make(setup: Setup) -> base.Learner:
+  """The learner with the settings in config.methods.mer."""
+  m = setup.method
   return mer_learner('mer', setup, buffer_size=m.buffer_size, replay_ratio=m.replay_ratio,
                      beta=m.beta, gamma=m.gamma, batches_per_step=m.batches_per_step)

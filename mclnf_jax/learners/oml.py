@@ -8,9 +8,7 @@ init: second order by default, first order with `meta.first_order`. At test time
 only the PLN adapts.
 """
 import jax
-import ml_collections
 
-from mclnf_jax import config_base
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners import base
 from mclnf_jax.learners.setup import Setup
@@ -86,6 +84,7 @@ def oml_learner(name: str, s: Setup, *, rln_layers: int) -> base.Learner:
       predict=lambda state, x: s.apply(full(state), x), meta_loss=meta_loss)
 
 
-def make(setup: Setup, method: ml_collections.ConfigDict | None = None) -> base.Learner:
-  m = method if method is not None else config_base.base_config().methods.oml
+def make(setup: Setup) -> base.Learner:
+  """The learner with the settings in config.methods.oml."""
+  m = setup.method
   return oml_learner('oml', setup, rln_layers=m.rln_layers)

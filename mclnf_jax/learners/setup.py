@@ -1,6 +1,7 @@
 """What every learner is built from: the field, the modality and the optimisers."""
 from typing import NamedTuple
 
+import ml_collections
 import optax
 
 from mclnf_jax.fields import Field
@@ -16,6 +17,7 @@ class Setup(NamedTuple):
   inner_opt: optax.GradientTransformation # inner optimiser during meta-training
   inner_steps: int                        # inner steps per task during meta-training
   first_order: bool                       # first-order meta-gradient (FOMAML)
+  method: ml_collections.ConfigDict       # config.methods.<name>: the learner's own keys
 
   @property
   def apply(self):
