@@ -14,7 +14,6 @@ def get_config():
   c.data.update(name='embedded', root='', resolution=32, num_val=8, num_test=8)
   c.tasks.update(blocks=(1, 4), split='grid')
   c.field.depth = 4
-  c.learners = 'ol,maml_cl,mcl,mcl_fim'
   for name in c.methods:
     c.methods[name].width = 32 if name.startswith('mcl') else 64
   # Test-time optimisers (BUILD_NOTES: trap 3): Adam for the random-init and modular

@@ -90,6 +90,9 @@ def base_config() -> ml_collections.ConfigDict:
                        batches_per_step=4)
   c.methods.ewc.update(ewc_lambda=100.0)
   c.methods.oml.update(rln_layers=3)
+  # MEIL-NeRF: inputs replayed from earlier tasks with the previous model's predictions.
+  c.methods.meil_nerf = method(256, tto_opt='adam', tto_lr=1e-4)
+  c.methods.meil_nerf.update(replay_size=1024, replay_lambda=1.0)
 
   c.meta = ml_collections.ConfigDict(dict(
       steps=1000, batch_size=8, lr=1e-5, lr_final_fraction=0.1, clip=1.0,

@@ -3,7 +3,7 @@ import importlib
 
 import ml_collections
 
-from mclnf_jax import losses
+from mclnf_jax import config_base, losses
 from mclnf_jax.errors import UserError
 from mclnf_jax.fields import Field
 from mclnf_jax.fields.nerf import NeRFMLP
@@ -12,9 +12,8 @@ from mclnf_jax.learners.base import Learner, make_optimizer
 from mclnf_jax.learners.setup import Setup
 from mclnf_jax.tasks import Modality
 
-# name -> module under mclnf_jax.learners (imported on demand).
-MODULES = {'ol': 'ol', 'maml_cl': 'maml_cl', 'mcl': 'mcl', 'mcl_fim': 'mcl_fim',
-           'cl': 'cl', 'er': 'er', 'ewc': 'ewc', 'mer': 'mer', 'mol': 'mol', 'oml': 'oml'}
+# Learner names; each is the module mclnf_jax.learners.<name> (imported on demand).
+AVAILABLE = config_base.ALL_LEARNERS + ('meil_nerf',)
 
 
 def build_field(config: ml_collections.ConfigDict, width: int, modality: Modality) -> Field:
@@ -41,12 +40,12 @@ def build_setup(config: ml_collections.ConfigDict, name: str, modality: Modality
 
 
 def build(config: ml_collections.ConfigDict, name: str, modality: Modality) -> Learner:
-  if name not in MODULES:
+  if name not in AVAILABLE:
     raise UserError(f'unknown learner {name!r} in config.learners: available are '
-                    f'{",".join(MODULES)}')
+                    f'{",".join(AVAILABLE)}')
   if name not in config.methods:
     raise UserError(f'learner {name!r} has no settings: add config.methods.{name}')
-  module = importlib.import_module(f'mclnf_jax.learners.{MODULES[name]}')
+  module = importlib.import_module(f'mclnf_jax.learners.{name}')
   return module.make(build_setup(config, name, modality))
 
 
