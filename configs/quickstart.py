@@ -20,7 +20,8 @@ def get_config():
   # learners, the meta-trained SGD rule for MAML+CL / OML (Adam makes them forget).
   for name in ('ol', 'cl', 'er', 'ewc', 'mol', 'mcl', 'mcl_fim'):
     c.methods[name].update(tto_opt='adam', tto_lr=1e-3)
-  c.meta.update(steps=500, batch_size=4, lr=5e-4, inner_steps=3,
-                val_every=100, log_every=100, save_every=500)
+  c.methods.mer.update(buffer_size=1024, batches_per_step=2)
+  c.meta.update(steps=300, batch_size=4, lr=5e-4, inner_steps=3,
+                val_every=100, log_every=100, save_every=300)
   c.eval.update(max_steps=128, batch_size=8, num_grid=2)
   return c

@@ -51,7 +51,8 @@ class Evaluator:
     """Metrics of every signal at every step count.
 
     Returns (values: metric -> [S, len(steps)], kept: [keep, len(steps), *signal]
-    predictions of the first `keep` signals, seconds spent adapting).
+    predictions of the first `keep` signals, their adapted states after the last step,
+    seconds spent adapting).
     """
     num = episodes.context_x.shape[0]
     state0 = _broadcast(self.start(meta_params), num)
@@ -74,7 +75,8 @@ class Evaluator:
         shown = ' '.join(f'{m}={np.mean(v):.4g}' for m, v in values.items())
         log(f'eval {self.learner.name} step {k}/{steps[-1]} {shown} [{seconds:.1f} s]')
     values = {m: np.stack([r[m] for r in rows], axis=1) for m in rows[0]}
-    return values, np.stack(kept, axis=1), seconds
+    final = jax.tree_util.tree_map(lambda x: x[:keep], state)
+    return values, np.stack(kept, axis=1), final, seconds
 
   def _host_metrics(self, preds, episodes: Episode) -> dict[str, np.ndarray]:
     """Metrics that only exist outside JAX (PESQ), per signal."""

@@ -178,9 +178,11 @@ def evaluate_learner(config, learner: Learner, modality: Modality, meta_params: 
   evaluator = evaluate.Evaluator(learner, modality)
   per_signal, kept, seconds = {}, [], 0.0
   for start in range(0, len(test), config.eval.batch_size):
-    chunk = signals.episodes(test[start:start + config.eval.batch_size])
-    keep = max(0, config.eval.num_grid - start)
-    values, preds, secs = evaluator.curves(meta_params, chunk, steps, keep=keep)
+    group = test[start:start + config.eval.batch_size]
+    keep = min(len(group), max(0, config.eval.num_grid - start))
+    values, preds, states, secs = evaluator.curves(meta_params, signals.episodes(group),
+                                                   steps, keep=keep)
+    save_flythroughs(modality, learner, states, group[:keep], start, results_dir)
     for k, v in values.items():
       per_signal.setdefault(k, []).append(v)
     kept.append(preds)
@@ -190,9 +192,24 @@ def evaluate_learner(config, learner: Learner, modality: Modality, meta_params: 
             'curves': {k: np.nanmean(v, axis=0).tolist() for k, v in per_signal.items()},
             'per_signal': {k: v.tolist() for k, v in per_signal.items()},
             'adapt_seconds': seconds}
-  np.savez(os.path.join(results_dir, f'{learner.name}.npz'), recon=np.concatenate(kept))
+  recon_path = os.path.join(results_dir, f'{learner.name}.npz')
+  np.savez(recon_path + '.tmp.npz', recon=np.concatenate(kept))
+  os.replace(recon_path + '.tmp.npz', recon_path)
   _write_json(path, result)
   return result
+
+
+def save_flythroughs(modality: Modality, learner: Learner, states, signals, first: int,
+                     results_dir: str) -> None:
+  """Scenes: a GIF flown around each kept block, rendered from its adapted field."""
+  if not hasattr(modality, 'flythrough_rays'):
+    return
+  predict = jax.jit(learner.predict)
+  for i, signal in enumerate(signals):
+    state = jax.tree_util.tree_map(lambda x: x[i], states)
+    rgb = np.asarray(predict(state, modality.flythrough_rays(signal)))
+    name = f'{learner.name}_flythrough_{first + i}.gif'
+    modality.save_flythrough(os.path.join(results_dir, name), rgb)
 
 
 def write_report(config, modality: Modality, results: dict[str, dict], signals: Signals,

@@ -354,3 +354,19 @@ def _num_train(num_blocks: int) -> int:
   """70% of the blocks (rounded), keeping at least one on each side when possible."""
   n = int(round(0.7 * num_blocks))
   return min(max(n, 1), num_blocks - 1) if num_blocks >= 2 else num_blocks
+
+
+def orbit_cameras(bounds: Bounds, num_frames: int, altitude: float,
+                  tilt_deg: float) -> np.ndarray:
+  """A fly-through [num_frames, 4, 4]: one circle around the block centre at `altitude`,
+  every camera looking at the centre from `tilt_deg` off the vertical."""
+  xmin, xmax, ymin, ymax = bounds
+  centre = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2, 0.0])
+  radius = altitude * np.tan(np.deg2rad(tilt_deg))
+  angle = np.linspace(0, 2 * np.pi, num_frames, endpoint=False)
+  position = centre + np.stack([radius * np.cos(angle), radius * np.sin(angle),
+                                np.full_like(angle, altitude)], -1)
+  forward = centre - position
+  forward /= np.linalg.norm(forward, axis=-1, keepdims=True)
+  yaw = np.arctan2(forward[:, 1], forward[:, 0])
+  return _look_c2w(position, forward, yaw)

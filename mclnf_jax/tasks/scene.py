@@ -113,6 +113,23 @@ class SceneTasks:
     pred = jnp.clip(pred, 0.0, 1.0)
     return {'psnr': metrics.psnr(pred, target), 'ssim': metrics.ssim(pred, target)}
 
+  def flythrough_rays(self, signal: SceneSignal, frames: int = 24) -> np.ndarray:
+    """Rays [frames * H * W, 6] of a circle flown around the block (for a GIF)."""
+    from mclnf_jax.data.city import orbit_cameras
+    from mclnf_jax.data.scene import camera_rays
+    scene = signal.heldout if signal.heldout is not None else signal.context
+    anchor = scene.c2w[:, :3, 3]
+    altitude = float(np.median(anchor[:, 2]) - (scene.ground_z or 0.0))
+    c2w = orbit_cameras(self.bounds, frames, altitude, tilt_deg=35.0)
+    c2w[:, 2, 3] += scene.ground_z or 0.0
+    origins, dirs = camera_rays(c2w, *self.image_shape, *scene.focal, *scene.principal)
+    return np.concatenate([origins, dirs], -1).reshape(-1, 6).astype(np.float32)
+
+  def save_flythrough(self, path: str, rgb: np.ndarray) -> None:
+    from mclnf_jax.tasks.video import write_gif
+    frames = np.clip(rgb.reshape(-1, *self.image_shape, 3), 0, 1)
+    write_gif(path, frames, {})
+
   def save_visuals(self, path_stem: str, truths, recons, scores) -> None:
     """Held-out views rendered by each method beside ground truth, and a GIF per block."""
     from mclnf_jax import report

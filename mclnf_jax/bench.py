@@ -1,0 +1,342 @@
+"""Benchmark of the inner loop: `python -m mclnf_jax.bench [options]`.
+
+Prints one JSON line per measurement; timings are medians of --repeats, taken after
+compilation and one warm-up call. Steps are built from the project's own learners,
+fields and losses, so the numbers are those of what users run:
+
+  env     backend, device, jax version, CPU count
+  gemm    f32 rate of a large jitted matmul: the yardstick of every FLOP rate
+  sine    jnp.sin ('exact') against each --sines entry on a large array (and its grad)
+  tto     one test-time-optimisation step (SGD, MSE) of the modular setting (`mcl`: E
+          experts, each on its own strip) and of the single network (`ol`: every pixel),
+          for each --sines entry: ms per step, GFLOP/s and fraction of gemm
+  fim     the modular step with the FIM loss (`mcl_fim`, diag and kfac) / the MSE step
+  meta    one second-order meta-step of `mcl` per --meta_inner_steps: peak memory
+          (compiled memory analysis) and, for --meta_time, its time
+  table6  TTO episodes per second through the evaluator (T tasks, 128 steps, batch 1)
+  torch   (--torch) the PyTorch eager twin of the modular step and our speed-up
+  goals   the issue's targets, each with its value and whether it is met
+
+FLOPs of a step count matmuls only: the forward pass 2 N sum_l d_l d_(l+1), the backward
+twice that less the input gradient of layer 0, so 2 N (3 sum_l d_l d_(l+1) - d_0 d_1)
+with N the pixels of the image and d = (2, width, ..., width, 3).
+"""
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mclnf_jax import config_base, evaluate, meta, modalities
+from mclnf_jax.fields import param_count
+from mclnf_jax.fields.sine import get_sine
+from mclnf_jax.fields.siren import layer_dims
+from mclnf_jax.learners import build
+from mclnf_jax.tasks import stack_episodes
+
+MEASUREMENTS = ('gemm', 'sine', 'tto', 'fim', 'meta', 'table6')
+TORCH_SCRIPT = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'bench'
+                / 'torch_tto_reference.py')
+FLOP_FORMULA = '2*N*(3*sum_l d_l*d_(l+1) - d_0*d_1); N = pixels; matmuls only'
+MEMORY_SOURCE = 'compiled memory_analysis: temp + argument + output - alias bytes'
+
+
+def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(prog='python -m mclnf_jax.bench',
+                              description=__doc__.split('\n', 1)[0])
+  add = p.add_argument
+  add('--only', default=','.join(MEASUREMENTS), help='comma list of measurements')
+  add('--resolution', type=int, default=180, help='image side in pixels')
+  add('--tasks', type=int, default=4, help='tasks = experts = column strips')
+  add('--width', type=int, default=128, help='expert width (modular setting)')
+  add('--single_width', type=int, default=256, help='width of the single network')
+  add('--depth', type=int, default=5, help='linear layers per network')
+  add('--w0', type=float, default=30.0)
+  add('--lr', type=float, default=1e-2, help='SGD rate of every step measured')
+  add('--sines', default='fast,exact',
+      help='sines timed in tto; the first also serves fim, meta, table6 and goals')
+  add('--steps', type=int, default=16, help='TTO steps per timing')
+  add('--repeats', type=int, default=5, help='timings per median')
+  add('--gemm_size', type=int, default=0, help='0: 2048 on CPU, 8192 elsewhere')
+  add('--sine_size', type=int, default=4 * 8100 * 128, help='elements of the sine array')
+  add('--fishers', default='diag,kfac')
+  add('--meta_batch', type=int, default=1, help='episodes per meta-step')
+  add('--meta_inner_steps', default='4,16,32', help='inner step counts (memory)')
+  add('--meta_time', default='4', help='inner step counts also timed; "all", or "" for none')
+  add('--meta_repeats', type=int, default=3)
+  add('--table6_steps', type=int, default=128, help='TTO steps per task')
+  add('--table6_learners', default='mcl')
+  add('--table6_repeats', type=int, default=3)
+  add('--torch', action='store_true', help='also run the PyTorch twin (needs torch)')
+  add('--torch_script', default=str(TORCH_SCRIPT))
+  add('--torch_threads', type=int, default=0, help='0: torch default')
+  return p.parse_args(argv)
+
+
+def _csv(text: str) -> list[str]:
+  return [t.strip() for t in text.split(',') if t.strip()]
+
+
+def _block(tree: Any) -> Any:
+  return jax.block_until_ready(tree)
+
+
+def median_ms(fn: Callable[[], Any], repeats: int) -> float:
+  """Median wall time of fn() in ms after one warm-up call; fn must block."""
+  fn()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append((time.perf_counter() - t0) * 1e3)
+  return statistics.median(times)
+
+
+def step_flops(dims: list[int], n: int) -> int:
+  """Matmul FLOPs of one forward + backward pass over n samples (FLOP_FORMULA)."""
+  pairs = sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+  return 2 * n * (3 * pairs - dims[0] * dims[1])
+
+
+# ---- settings built from the project's config, learners and modality --------------
+
+
+class Setting(NamedTuple):
+  modality: Any
+  learner: Any
+  episode: Any
+
+
+def _image(a: argparse.Namespace, seed: int) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  return rng.uniform(size=(a.resolution, a.resolution, 3)).astype(np.float32)
+
+
+def make_setting(a: argparse.Namespace, learner: str, sine: str, *, fisher: str = 'diag',
+                 inner_steps: int = 1) -> Setting:
+  """A learner of the base config with the benchmark's sizes, on one random image."""
+  c = config_base.base_config()
+  c.data.resolution = a.resolution
+  c.tasks.update(num_tasks=a.tasks, grid_rows=1, grid_cols=a.tasks)
+  c.field.update(depth=a.depth, w0=a.w0, sine=sine)
+  c.fim.fisher = fisher
+  c.meta.update(inner_steps=inner_steps, first_order=False)
+  for name, width in (('mcl', a.width), ('mcl_fim', a.width), ('ol', a.single_width)):
+    c.methods[name].update(width=width, tto_opt='sgd', tto_lr=a.lr, inner_opt='sgd',
+                           inner_lr=a.lr)
+  modality = modalities.make_modality(c)
+  episode = jax.tree_util.tree_map(jnp.asarray, modality.episode(_image(a, 0)))
+  return Setting(modality, build(c, learner, modality), episode)
+
+
+# ---- measurements -----------------------------------------------------------------
+
+
+def bench_gemm(a: argparse.Namespace) -> dict:
+  n = a.gemm_size or (2048 if jax.default_backend() == 'cpu' else 8192)
+  x, y = (jax.random.normal(jax.random.key(i), (n, n), jnp.float32) for i in (0, 1))
+  mm = jax.jit(jnp.matmul).lower(x, y).compile()
+  ms = median_ms(lambda: _block(mm(x, y)), a.repeats)
+  return {'bench': 'gemm', 'n': n, 'dtype': 'float32', 'precision': 'default', 'ms': ms,
+          'gflops': 2 * n**3 / ms / 1e6}
+
+
+def bench_sine(a: argparse.Namespace) -> dict:
+  x = 30.0 * jax.random.normal(jax.random.key(0), (a.sine_size,), jnp.float32)
+  ms, grad_ms = {}, {}
+  for name in dict.fromkeys(['exact'] + _csv(a.sines)):
+    sin = get_sine(name)
+    value, grad = jax.jit(sin), jax.jit(jax.grad(lambda v, s=sin: s(v).sum()))
+    ms[name] = median_ms(lambda: _block(value(x)), a.repeats)
+    grad_ms[name] = median_ms(lambda: _block(grad(x)), a.repeats)
+  return {'bench': 'sine', 'size': a.sine_size, 'ms': ms, 'grad_ms': grad_ms,
+          'speedup_vs_exact': {k: ms['exact'] / v for k, v in ms.items()}}
+
+
+def tto_ms_per_step(s: Setting, a: argparse.Namespace) -> tuple[float, int]:
+  """(ms per step of learner.adapt over --steps steps with a donated state, params)."""
+  params = s.learner.init(jax.random.key(0))
+  box = {'state': s.learner.start(params)}
+  steps = jnp.int32(a.steps)
+  adapt = jax.jit(s.learner.adapt, donate_argnums=0).lower(
+      box['state'], s.episode, steps).compile()
+
+  def run():
+    box['state'] = _block(adapt(box['state'], s.episode, steps))
+  return median_ms(run, a.repeats) / a.steps, param_count(params)
+
+
+def bench_tto(a: argparse.Namespace, sine: str, setting: str) -> dict:
+  modular = setting == 'modular'
+  learner, width = ('mcl', a.width) if modular else ('ol', a.single_width)
+  ms, params = tto_ms_per_step(make_setting(a, learner, sine), a)
+  flops = step_flops(list(layer_dims(2, width, a.depth, 3)), a.resolution**2)
+  experts = a.tasks if modular else 1
+  return {'bench': 'tto', 'setting': setting, 'learner': learner, 'sine': sine,
+          'ms_per_step': ms, 'gflop_per_step': flops / 1e9, 'gflops': flops / ms / 1e6,
+          'flop_formula': FLOP_FORMULA, 'pixels': a.resolution**2, 'experts': experts,
+          'width': width, 'depth': a.depth, 'params': params * experts, 'optimizer': 'sgd',
+          'steps_per_timing': a.steps}
+
+
+def bench_fim(a: argparse.Namespace, sine: str, fisher: str, mse_ms: float) -> dict:
+  ms, _ = tto_ms_per_step(make_setting(a, 'mcl_fim', sine, fisher=fisher), a)
+  return {'bench': 'fim', 'fisher': fisher, 'sine': sine, 'ms_per_step': ms,
+          'mse_ms_per_step': mse_ms, 'ratio_to_mse': ms / mse_ms}
+
+
+def _compiled_memory(compiled) -> dict:
+  m = compiled.memory_analysis()
+  if m is None:
+    return {'peak_bytes': None}
+  parts = {k: int(getattr(m, f'{k}_size_in_bytes'))
+           for k in ('temp', 'argument', 'output', 'alias')}
+  peak = parts['temp'] + parts['argument'] + parts['output'] - parts['alias']
+  return {f'{k}_bytes': v for k, v in parts.items()} | {'peak_bytes': peak}
+
+
+def _device_peak_bytes() -> Optional[int]:
+  """Peak device memory of this process so far (accelerators; None on CPU)."""
+  stats = jax.devices()[0].memory_stats() if jax.default_backend() != 'cpu' else None
+  return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
+
+
+def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool) -> dict:
+  """One second-order meta-step of `mcl` (eq. 1) on --meta_batch random images."""
+  s = make_setting(a, 'mcl', sine, inner_steps=inner_steps)
+  optimizer = meta.outer_optimizer(1e-5, 100, 1.0, 0.1)
+  batch = jax.tree_util.tree_map(jnp.asarray, stack_episodes(
+      [s.modality.episode(_image(a, seed)) for seed in range(a.meta_batch)]))
+  box = {'state': meta.init_state(s.learner, optimizer, jax.random.key(0))}
+  step = meta.make_meta_step(s.learner, optimizer).lower(box['state'], batch).compile()
+  record = {'bench': 'meta', 'inner_steps': inner_steps, 'meta_batch': a.meta_batch,
+            'sine': sine, 'second_order': True, 'memory_source': MEMORY_SOURCE,
+            **_compiled_memory(step), 'ms': None}
+  if timed:
+    def run():
+      box['state'], metrics = step(box['state'], batch)
+      _block(metrics)
+    record['ms'] = median_ms(run, a.meta_repeats)
+    record['device_peak_bytes_in_use'] = _device_peak_bytes()
+  return record
+
+
+def bench_table6(a: argparse.Namespace, sine: str, learner: str) -> dict:
+  """Whole TTO episodes through the evaluator: start, then --table6_steps per task."""
+  s = make_setting(a, learner, sine)
+  ev = evaluate.Evaluator(s.learner, s.modality)
+  params = s.learner.init(jax.random.key(0))
+  episodes = jax.tree_util.tree_map(lambda x: x[None], s.episode)   # batch 1
+  steps = jnp.int32(a.table6_steps)
+
+  def run():
+    state = jax.tree_util.tree_map(lambda x: x[None], ev.start(params))
+    _block(ev.adapt(state, episodes, steps))
+  ms = median_ms(run, a.table6_repeats)
+  return {'bench': 'table6', 'learner': learner, 'sine': sine, 'tasks': a.tasks,
+          'steps_per_task': a.table6_steps, 'batch': 1, 'ms_per_episode': ms,
+          'episodes_per_s': 1e3 / ms}
+
+
+def bench_torch(a: argparse.Namespace, jax_ms: Optional[float]) -> dict:
+  """The PyTorch eager twin of the modular step, as a subprocess on the same sizes."""
+  record = {'bench': 'torch', 'script': a.torch_script}
+  if importlib.util.find_spec('torch') is None or not os.path.exists(a.torch_script):
+    return record | {'skipped': 'torch is not importable or the script is missing'}
+  cmd = [sys.executable, a.torch_script, '--height', str(a.resolution),
+         '--width-px', str(a.resolution), '--experts', str(a.tasks), '--width', str(a.width),
+         '--depth', str(a.depth), '--w0', str(a.w0), '--steps', str(a.steps),
+         '--repeats', str(a.repeats), '--threads', str(a.torch_threads)]
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
+  if out.returncode or not lines:
+    return record | {'skipped': f'exit {out.returncode}: {out.stderr[-300:]}'}
+  torch = json.loads(lines[-1])
+  speedup = torch['ms_per_step'] / jax_ms if jax_ms else None
+  return record | {'torch': torch, 'jax_ms_per_step': jax_ms, 'speedup_vs_torch': speedup}
+
+
+def _goal(name: str, value: Optional[float], target: float, higher: bool) -> dict:
+  met = None if value is None else bool(value >= target if higher else value <= target)
+  return {'name': name, 'value': value, 'target': ('>= ' if higher else '<= ') + str(target),
+          'met': met}
+
+
+def goals(tto: Optional[dict], fim: list[dict], metas: list[dict],
+          torch: Optional[dict]) -> dict:
+  """The issue's four targets from what was measured (value None where it was not)."""
+  peaks = {r['inner_steps']: r['peak_bytes'] for r in metas if r.get('peak_bytes')}
+  lo, hi = (min(peaks), max(peaks)) if len(peaks) > 1 else (None, None)
+  worst_fim = max((r['ratio_to_mse'] for r in fim), default=None)
+  return {'bench': 'goals', 'goals': [
+      _goal('tto_speedup_vs_torch', (torch or {}).get('speedup_vs_torch'), 1.5, True),
+      _goal('tto_fraction_of_gemm', (tto or {}).get('fraction_of_gemm'), 0.6, True),
+      _goal('fim_step_over_mse_step', worst_fim, 1.5, False),
+      _goal(f'meta_memory_{hi}_over_{lo}', peaks[hi] / peaks[lo] if lo else None, 1.5,
+            False)]}
+
+
+def environment() -> dict:
+  return {'bench': 'env', 'backend': jax.default_backend(),
+          'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
+          'cpus': os.cpu_count()}
+
+
+def _tto_records(a, only, sines, gemm, emit) -> Optional[dict]:
+  """tto lines (all settings and sines, or only what fim/torch need); the reference."""
+  reference = None
+  settings = ('modular', 'single') if 'tto' in only else ('modular',)
+  for setting in settings:
+    for sine in (sines if 'tto' in only else sines[:1]):
+      r = bench_tto(a, sine, setting)
+      if gemm:
+        r['fraction_of_gemm'] = r['gflops'] / gemm['gflops']
+      emit(r)
+      if setting == 'modular' and sine == sines[0]:
+        reference = r
+  return reference
+
+
+def run(a: argparse.Namespace) -> list[dict]:
+  """Takes every measurement asked for, printing each line as soon as it is taken."""
+  only, sines, records = set(_csv(a.only)), _csv(a.sines), []
+
+  def emit(record: dict) -> dict:
+    print(json.dumps(record), flush=True)
+    records.append(record)
+    return record
+
+  emit(environment())
+  gemm = emit(bench_gemm(a)) if 'gemm' in only else None
+  if 'sine' in only:
+    emit(bench_sine(a))
+  tto = _tto_records(a, only, sines, gemm, emit) if only & {'tto', 'fim'} or a.torch else None
+  fim = [emit(bench_fim(a, sines[0], f, tto['ms_per_step']))
+         for f in _csv(a.fishers)] if 'fim' in only else []
+  timed = _csv(a.meta_inner_steps) if a.meta_time == 'all' else _csv(a.meta_time)
+  metas = [emit(bench_meta(a, sines[0], n, str(n) in timed))
+           for n in sorted(int(n) for n in _csv(a.meta_inner_steps))
+           ] if 'meta' in only else []
+  if 'table6' in only:
+    for learner in _csv(a.table6_learners):
+      emit(bench_table6(a, sines[0], learner))
+  torch = emit(bench_torch(a, tto['ms_per_step'])) if a.torch else None
+  emit(goals(tto, fim, metas, torch))
+  return records
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict]:
+  return run(parse(argv))
+
+
+if __name__ == '__main__':
+  main()
