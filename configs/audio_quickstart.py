@@ -13,10 +13,7 @@ def get_config():
   c.data.update(name='embedded', root='', seconds=1.0, num_val=4, num_test=4)
   c.tasks.update(blocks=(4,), split='grid')
   c.field.update(depth=4, w0=30.0, w0_first=3000.0)
-  c.learners = 'ol,maml_cl,mcl,mcl_fim'
-  for name in c.methods:
-    c.methods[name].width = 32 if name.startswith('mcl') else 64
-  c.methods.ol.update(tto_opt='adam', tto_lr=1e-3)
+  config_paper.cpu_sized(c)
   c.meta.update(steps=300, batch_size=2, lr=5e-4, inner_steps=3,
                 val_every=100, log_every=50, save_every=300)
   c.eval.update(max_steps=64, batch_size=4, num_grid=1)

@@ -13,14 +13,7 @@ def get_config():
   c.name = 'quickstart'
   c.data.update(name='embedded', root='', resolution=32, num_val=8, num_test=8)
   c.tasks.update(blocks=(1, 4), split='grid')
-  c.field.depth = 4
-  for name in c.methods:
-    c.methods[name].width = 32 if name.startswith('mcl') else 64
-  # Test-time optimisers (BUILD_NOTES: trap 3): Adam for the random-init and modular
-  # learners, the meta-trained SGD rule for MAML+CL / OML (Adam makes them forget).
-  for name in ('ol', 'cl', 'er', 'ewc', 'mol', 'mcl', 'mcl_fim'):
-    c.methods[name].update(tto_opt='adam', tto_lr=1e-3)
-  c.methods.mer.update(buffer_size=1024, batches_per_step=2)
+  config_paper.cpu_sized(c)
   c.meta.update(steps=300, batch_size=4, lr=5e-4, inner_steps=3,
                 val_every=100, log_every=100, save_every=300)
   c.eval.update(max_steps=128, batch_size=8, num_grid=2)

@@ -13,11 +13,7 @@ def get_config():
   c.data.update(name='embedded', root='', resolution=32, frames=4, frame_stride=1,
                 num_val=8, num_test=8)
   c.tasks.update(blocks=(4, 1, 1), split='grid')
-  c.field.depth = 4
-  c.learners = 'ol,maml_cl,mcl,mcl_fim'
-  for name in c.methods:
-    c.methods[name].width = 32 if name.startswith('mcl') else 64
-  c.methods.ol.update(tto_opt='adam', tto_lr=1e-3)
+  config_paper.cpu_sized(c)
   c.meta.update(steps=300, batch_size=2, lr=5e-4, inner_steps=3,
                 val_every=100, log_every=50, save_every=300)
   c.eval.update(max_steps=64, batch_size=4, num_grid=1)

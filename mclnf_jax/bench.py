@@ -13,7 +13,8 @@ fields and losses, so the numbers are those of what users run:
   fim     the modular step with the FIM loss (`mcl_fim`, diag and kfac) / the MSE step
   meta    one second-order meta-step of `mcl` per --meta_inner_steps: peak memory
           (compiled memory analysis) and, for --meta_time, its time
-  table6  TTO episodes per second through the evaluator (T tasks, 128 steps, batch 1)
+  table6  TTO episodes per second as compute_cost measures them for the paper's Table 6
+          (T tasks, 128 steps each, batch 1), with its parameters and planned memory
   torch   (--torch) the PyTorch eager twin of the modular step and our speed-up
   goals   the issue's targets, each with its value and whether it is met
 
@@ -36,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mclnf_jax import config_base, evaluate, meta, modalities
+from mclnf_jax import compute_cost, config_base, meta, modalities
 from mclnf_jax.fields import param_count
 from mclnf_jax.fields.sine import get_sine
 from mclnf_jax.fields.siren import layer_dims
@@ -126,7 +127,7 @@ def make_setting(a: argparse.Namespace, learner: str, sine: str, *, fisher: str 
   """A learner of the base config with the benchmark's sizes, on one random image."""
   c = config_base.base_config()
   c.data.resolution = a.resolution
-  c.tasks.update(num_tasks=a.tasks, grid_rows=1, grid_cols=a.tasks)
+  c.tasks.blocks = (1, a.tasks)
   c.field.update(depth=a.depth, w0=a.w0, sine=sine)
   c.fim.fisher = fisher
   c.meta.update(inner_steps=inner_steps, first_order=False)
@@ -231,27 +232,25 @@ def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool) 
 
 
 def bench_table6(a: argparse.Namespace, sine: str, learner: str) -> dict:
-  """Whole TTO episodes through the evaluator: start, then --table6_steps per task."""
+  """TTO episodes per second with the project's Table 6 measurement (compute_cost)."""
   s = make_setting(a, learner, sine)
-  ev = evaluate.Evaluator(s.learner, s.modality)
   params = s.learner.init(jax.random.key(0))
-  episodes = jax.tree_util.tree_map(lambda x: x[None], s.episode)   # batch 1
-  steps = jnp.int32(a.table6_steps)
-
-  def run():
-    state = jax.tree_util.tree_map(lambda x: x[None], ev.start(params))
-    _block(ev.adapt(state, episodes, steps))
-  ms = median_ms(run, a.table6_repeats)
+  cost = compute_cost.tto_cost(s.learner, params, s.episode, a.table6_steps,
+                               repeats=a.table6_repeats)
   return {'bench': 'table6', 'learner': learner, 'sine': sine, 'tasks': a.tasks,
-          'steps_per_task': a.table6_steps, 'batch': 1, 'ms_per_episode': ms,
-          'episodes_per_s': 1e3 / ms}
+          'steps_per_task': a.table6_steps, 'batch': 1, **cost,
+          'ms_per_episode': 1e3 / cost['episodes_per_s']}
 
 
-def bench_torch(a: argparse.Namespace, jax_ms: Optional[float]) -> dict:
-  """The PyTorch eager twin of the modular step, as a subprocess on the same sizes."""
-  record = {'bench': 'torch', 'script': a.torch_script}
-  if importlib.util.find_spec('torch') is None or not os.path.exists(a.torch_script):
-    return record | {'skipped': 'torch is not importable or the script is missing'}
+def torch_available() -> bool:
+  return importlib.util.find_spec('torch') is not None
+
+
+def run_torch(a: argparse.Namespace) -> dict:
+  """The PyTorch eager twin of the modular step as a subprocess on the same sizes: its
+  JSON line, or {'skipped': why}."""
+  if not torch_available() or not os.path.exists(a.torch_script):
+    return {'skipped': 'torch is not importable or the script is missing'}
   cmd = [sys.executable, a.torch_script, '--height', str(a.resolution),
          '--width-px', str(a.resolution), '--experts', str(a.tasks), '--width', str(a.width),
          '--depth', str(a.depth), '--w0', str(a.w0), '--steps', str(a.steps),
@@ -259,8 +258,14 @@ def bench_torch(a: argparse.Namespace, jax_ms: Optional[float]) -> dict:
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
   if out.returncode or not lines:
-    return record | {'skipped': f'exit {out.returncode}: {out.stderr[-300:]}'}
-  torch = json.loads(lines[-1])
+    return {'skipped': f'exit {out.returncode}: {out.stderr[-300:]}'}
+  return json.loads(lines[-1])
+
+
+def bench_torch(a: argparse.Namespace, torch: dict, jax_ms: Optional[float]) -> dict:
+  record = {'bench': 'torch', 'script': a.torch_script}
+  if 'skipped' in torch:
+    return record | torch
   speedup = torch['ms_per_step'] / jax_ms if jax_ms else None
   return record | {'torch': torch, 'jax_ms_per_step': jax_ms, 'speedup_vs_torch': speedup}
 
@@ -319,6 +324,7 @@ def run(a: argparse.Namespace) -> list[dict]:
   gemm = emit(bench_gemm(a)) if 'gemm' in only else None
   if 'sine' in only:
     emit(bench_sine(a))
+  torch = run_torch(a) if a.torch else None   # just before the JAX step it is compared to
   tto = _tto_records(a, only, sines, gemm, emit) if only & {'tto', 'fim'} or a.torch else None
   fim = [emit(bench_fim(a, sines[0], f, tto['ms_per_step']))
          for f in _csv(a.fishers)] if 'fim' in only else []
@@ -329,7 +335,8 @@ def run(a: argparse.Namespace) -> list[dict]:
   if 'table6' in only:
     for learner in _csv(a.table6_learners):
       emit(bench_table6(a, sines[0], learner))
-  torch = emit(bench_torch(a, tto['ms_per_step'])) if a.torch else None
+  if torch is not None:
+    torch = emit(bench_torch(a, torch, tto['ms_per_step']))
   emit(goals(tto, fim, metas, torch))
   return records
 

@@ -8,7 +8,8 @@ import ml_collections
 from mclnf_jax import config_base
 
 SINGLE_WIDTH, EXPERT_WIDTH = 512, 256
-NERF_LEARNERS = ('er', 'ewc', 'meil_nerf', 'mol', 'maml_cl', 'oml', 'mcl', 'mcl_fim')
+# The rows of the paper's NeRF table, plus OL as the random-init reference.
+NERF_LEARNERS = ('ol', 'er', 'ewc', 'meil_nerf', 'mol', 'maml_cl', 'oml', 'mcl', 'mcl_fim')
 
 
 def paper_nerf_config() -> ml_collections.ConfigDict:

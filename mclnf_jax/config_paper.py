@@ -27,3 +27,19 @@ def paper_grid_config(modality: str) -> ml_collections.ConfigDict:
   c.eval.update(max_steps=4096, batch_size=4, num_grid=4)
   c.data.update(num_val=32, num_test=100)
   return c
+
+
+def cpu_sized(c: ml_collections.ConfigDict, *, depth: int = 4, single_width: int = 64,
+              expert_width: int = 32) -> None:
+  """The quickstarts' shared scale-down of a paper config (same ratios, CPU minutes).
+
+  Test-time optimisers (BUILD_NOTES, "Test-time optimisers"): Adam for random-init and
+  modular learners, the meta-trained SGD rule for MAML+CL, OML and MER.
+  """
+  c.field.depth = depth
+  for name in c.methods:
+    c.methods[name].width = expert_width if name.startswith('mcl') else single_width
+  for name in ('ol', 'cl', 'er', 'ewc', 'mol', 'mcl', 'mcl_fim', 'meil_nerf'):
+    c.methods[name].update(tto_opt='adam', tto_lr=1e-3)
+  c.methods.mer.update(buffer_size=1024, batches_per_step=2)
+  c.methods.er.update(buffer_size=1024)

@@ -83,8 +83,22 @@ def _scenes(key: str) -> dict[str, list]:
     heldout = [load(b, 'test') for b in test_ids]
   else:
     raise UserError(f'unknown data.name={d["name"]!r} for scenes: use city or matrixcity')
-  return {'train': [SceneSignal(t, None) for t in train],
-          'test': [SceneSignal(t, h) for t, h in zip(test, heldout)]}
+  return _common_frame({'train': [SceneSignal(t, None) for t in train],
+                        'test': [SceneSignal(t, h) for t, h in zip(test, heldout)]})
+
+
+def _common_frame(splits: dict[str, list]) -> dict[str, list]:
+  """Every block in its canonical frame (ground bounds [-1, 1]^2, see scene.normalized),
+  with one ray range covering all of them, so one routing grid and renderer serve all."""
+  from mclnf_jax.data.scene import normalized
+  from mclnf_jax.tasks.scene import SceneSignal
+  scaled = {k: [SceneSignal(normalized(s.context), s.heldout and normalized(s.heldout))
+                for s in v] for k, v in splits.items()}
+  scenes = [x for v in scaled.values() for s in v for x in s if x is not None]
+  near, far = min(s.near for s in scenes), max(s.far for s in scenes)
+  frame = lambda s: s and normalized(s, near, far)
+  return {k: [SceneSignal(frame(s.context), frame(s.heldout)) for s in v]
+          for k, v in splits.items()}
 
 
 def _no_blocks(key: str):
@@ -96,11 +110,6 @@ def _scene_tasks(config: ml_collections.ConfigDict):
   from mclnf_jax.tasks.scene import SceneTasks
   signals = _scenes(_scene_key(config))
   first = signals['train'][0].context
-  for signal in signals['train'] + signals['test']:
-    scene = signal.context
-    if (scene.bounds, scene.near, scene.far) != (first.bounds, first.near, first.far):
-      raise UserError(f'{scene.name}: bounds/near/far differ from {first.name}; scenes of '
-                      'one experiment must share them (set near/far/bounds when loading)')
   r, s = config.render, config.scene
   blocks = tuple(config.tasks.blocks)
   if len(blocks) != 2:

@@ -265,3 +265,26 @@ def _parse_meta(text: str) -> dict:
   for name in ('focal', 'principal', 'bounds'):
     meta[name] = tuple(float(x) for x in meta[name])
   return meta
+
+
+def normalized(scene: Scene, near: float | None = None, far: float | None = None) -> Scene:
+  """The scene moved and scaled so its ground bounds fit [-1, 1] x [-1, 1] (centred).
+
+  Blocks of a city sit at different world positions; one canonical frame per block lets
+  a single routing grid and one ray range serve all of them (as NeRF normalises scenes).
+  Positions, ground height, near/far and depths scale by the same factor; rotations and
+  images are unchanged. near/far (in the new units) override the scaled ones if given.
+  The returned bounds are the whole square; a non-square block fills it along its long
+  side, and a grid of cells still splits it at the block's centre lines.
+  """
+  xmin, xmax, ymin, ymax = scene.bounds
+  scale = 2.0 / max(xmax - xmin, ymax - ymin)
+  shift = np.array([(xmin + xmax) / 2, (ymin + ymax) / 2, 0.0], np.float32)
+  c2w = scene.c2w.copy()
+  c2w[:, :3, 3] = (c2w[:, :3, 3] - shift) * scale
+  return dataclasses.replace(
+      scene, c2w=c2w.astype(np.float32), bounds=(-1.0, 1.0, -1.0, 1.0),
+      near=scene.near * scale if near is None else near,
+      far=scene.far * scale if far is None else far,
+      depth=None if scene.depth is None else scene.depth * scale,
+      ground_z=None if scene.ground_z is None else scene.ground_z * scale)

@@ -1,0 +1,60 @@
+import json
+
+from mclnf_jax import bench
+
+TINY = ['--resolution', '8', '--width', '8', '--single_width', '8', '--depth', '3',
+        '--gemm_size', '64', '--sine_size', '1024', '--sines', 'fast,exact',
+        '--fishers', 'diag', '--steps', '1', '--repeats', '1', '--meta_inner_steps', '1,2',
+        '--meta_time', '1', '--meta_repeats', '1', '--table6_steps', '2',
+        '--table6_repeats', '1']
+KEYS = {
+    'env': {'backend', 'device', 'jax', 'cpus'},
+    'gemm': {'n', 'ms', 'gflops'},
+    'sine': {'size', 'ms', 'grad_ms', 'speedup_vs_exact'},
+    'tto': {'setting', 'learner', 'sine', 'ms_per_step', 'gflop_per_step', 'gflops',
+            'fraction_of_gemm', 'flop_formula', 'params'},
+    'fim': {'fisher', 'ms_per_step', 'ratio_to_mse'},
+    'meta': {'inner_steps', 'meta_batch', 'ms', 'peak_bytes', 'memory_source'},
+    'table6': {'learner', 'tasks', 'steps_per_task', 'ms_per_episode', 'episodes_per_s'},
+    'torch': {'torch', 'jax_ms_per_step', 'speedup_vs_torch'},
+    'goals': {'goals'},
+}
+
+FAKE_TORCH = 'import json; print(json.dumps({"impl": "fake", "ms_per_step": 2.0}))\n'
+
+
+def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, monkeypatch):
+  script = tmp_path / 'twin.py'
+  script.write_text(FAKE_TORCH)
+  monkeypatch.setattr(bench, 'torch_available', lambda: True)
+  records = bench.main(TINY + ['--torch', '--torch_script', str(script)])
+  lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+  assert lines == records
+  kinds = [r['bench'] for r in lines]
+  assert kinds.count('tto') == 4 and kinds.count('meta') == 2
+  assert set(kinds) == set(KEYS)
+  for r in lines:
+    assert KEYS[r['bench']] <= set(r), r
+  metas = [r for r in lines if r['bench'] == 'meta']
+  assert metas[0]['ms'] > 0 and metas[1]['ms'] is None
+  goals = {g['name']: g for g in lines[-1]['goals']}
+  assert set(goals) == {'tto_speedup_vs_torch', 'tto_fraction_of_gemm',
+                        'fim_step_over_mse_step', 'meta_memory_2_over_1'}
+  assert all(isinstance(g['met'], bool) for g in goals.values())
+
+
+def test_flop_count_of_the_paper_settings():
+  # 4 experts of 5 x 128 on 32400 pixels; the single 5 x 256 network.
+  assert bench.step_flops([2, 128, 128, 128, 128, 3], 32400) == 9_662_976_000
+  assert bench.step_flops([2, 256, 256, 256, 256, 3], 32400) == 38_436_249_600
+
+
+def test_goals_report_missing_values_as_unknown():
+  fim = [{'ratio_to_mse': 1.2}, {'ratio_to_mse': 1.7}]
+  metas = [{'inner_steps': 4, 'peak_bytes': 100}, {'inner_steps': 32, 'peak_bytes': 140}]
+  goals = {g['name']: g for g in bench.goals(None, fim, metas, None)['goals']}
+  assert goals['tto_speedup_vs_torch']['met'] is None
+  assert goals['fim_step_over_mse_step'] == {
+      'name': 'fim_step_over_mse_step', 'value': 1.7, 'target': '<= 1.5', 'met': False}
+  assert goals['meta_memory_32_over_4']['value'] == 1.4
+  assert goals['meta_memory_32_over_4']['met'] is True
