@@ -14,6 +14,7 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+from mclnf_jax.data import common
 from mclnf_jax.data import embedded_images
 from mclnf_jax.data import images
 from mclnf_jax.errors import UserError
@@ -144,7 +145,7 @@ def test_celeb_a_mock_is_center_cropped_and_padded(tmp_path):
   with tfds.testing.mock_data(num_examples=5):
     x = images.load_images(cfg, 'test')
     raw = tfds.data_source('celeb_a', data_dir=str(tmp_path), split='test')
-    raw_images = [raw[int(i)]['image'] for i in images.choose_indices(5, 3, 0)]
+    raw_images = [raw[int(i)]['image'] for i in common.choose_indices(5, 3, 0)]
   _check_unit_images(x, 3, 180)
   assert not x[:, 0].any() and not x[:, -1].any()
   assert not x[:, :, 0].any() and not x[:, :, -1].any()
@@ -275,7 +276,7 @@ def test_ffhq_missing_directory(tmp_path):
 
 
 def test_ffhq_empty_directory(tmp_path):
-  _raises(r'has 0 \.png/\.jpg images', _cfg(name='ffhq', root=str(tmp_path)))
+  _raises(r'0 \.png/\.jpg images in FFHQ directory', _cfg(name='ffhq', root=str(tmp_path)))
 
 
 def test_ffhq_empty_file(ffhq_root):

@@ -40,6 +40,7 @@ import soundfile as sf
 import tensorflow_datasets as tfds
 
 from mclnf_jax.data import embedded_speech
+from mclnf_jax.data import common
 from mclnf_jax.errors import UserError
 
 SAMPLE_RATE = 16000
@@ -72,18 +73,18 @@ def load_audio(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
 
 def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
   """Checks the config fields and the split; raises UserError on bad values."""
-  name = _field(cfg, 'name')
+  name = common.field(cfg, 'name')
   if name not in _LOADERS:
     raise UserError(
         f'unknown audio dataset {name!r}: pass --config.data.name=one '
         f'of {", ".join(_LOADERS)}')
   if split not in SPLITS:
     raise UserError(f'unknown split {split!r}: use one of {", ".join(SPLITS)}')
-  root = _field(cfg, 'root')
+  root = common.field(cfg, 'root')
   if not isinstance(root, str):
     raise UserError(f'data root must be a path string, got {root!r}: pass '
                     '--config.data.root=<folder>')
-  seconds = _field(cfg, 'seconds')
+  seconds = common.field(cfg, 'seconds')
   is_number = (isinstance(seconds, (int, float)) and
                not isinstance(seconds, bool))
   if not is_number or seconds <= 0:
@@ -93,36 +94,14 @@ def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
                   root=os.path.expanduser(root),
                   split=split,
                   length=int(round(seconds * SAMPLE_RATE)),
-                  num_signals=_int_field(cfg, 'num_signals', minimum=0),
-                  seed=_int_field(cfg, 'seed', minimum=0))
+                  num_signals=common.int_field(cfg, 'num_signals', minimum=0),
+                  seed=common.int_field(cfg, 'seed', minimum=0))
 
 
-def _field(cfg: ml_collections.ConfigDict, key: str):
-  """Returns `cfg[key]`, or a UserError naming the missing field."""
-  if key not in cfg:
-    raise UserError(f'data config has no field {key!r}: add it, e.g. '
-                    f'--config.data.{key}=...')
-  return cfg[key]
 
 
-def _int_field(cfg: ml_collections.ConfigDict, key: str, minimum: int) -> int:
-  """Returns an integer field that must be >= `minimum`."""
-  value = _field(cfg, key)
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise UserError(f'data {key} must be an integer, got {value!r}: pass '
-                    f'--config.data.{key}=<integer >= {minimum}>')
-  if value < minimum:
-    raise UserError(f'data {key} must be >= {minimum}, got {value}: pass '
-                    f'--config.data.{key}=<integer >= {minimum}>')
-  return int(value)
 
 
-def choose_indices(count: int, num_signals: int, seed: int) -> np.ndarray:
-  """Picks `num_signals` of `count` indices (all when 0), sorted, by `seed`."""
-  if num_signals == 0 or num_signals >= count:
-    return np.arange(count)
-  rng = np.random.default_rng(seed)
-  return np.sort(rng.choice(count, size=num_signals, replace=False))
 
 
 def random_crop(wav: np.ndarray, length: int, seed: int,
@@ -154,7 +133,7 @@ def _load_embedded(request: _Request) -> Iterator[np.ndarray]:
   os.makedirs(root, exist_ok=True)
   config = embedded_speech.config_for(request.length / SAMPLE_RATE)
   source = embedded_speech.build(root, config).as_data_source(request.split)
-  for i in choose_indices(len(source), request.num_signals, request.seed):
+  for i in common.choose_indices(len(source), request.num_signals, request.seed):
     yield np.asarray(source[int(i)]['audio'], np.float32)  # [L]
 
 
@@ -219,7 +198,7 @@ def _speech_array(speech) -> np.ndarray:
 def _load_audio_dir(request: _Request) -> Iterator[np.ndarray]:
   """Random crops of the split's .flac/.wav files under `root`."""
   files = split_files(audio_files(request.root), request.split)
-  for i in choose_indices(len(files), request.num_signals, request.seed):
+  for i in common.choose_indices(len(files), request.num_signals, request.seed):
     path = files[int(i)]
     wav = read_audio_file(path)  # [T]
     if wav.shape[0] < request.length:
@@ -249,12 +228,7 @@ def audio_files(root: str) -> list[pathlib.Path]:
 
 def split_files(files: list[pathlib.Path], split: str) -> list[pathlib.Path]:
   """Last max(1, N // 10) sorted files are 'test', the rest 'train'."""
-  if len(files) < 2:
-    raise UserError(
-        f'audio folder {files[0].parent} has 1 file; train and test '
-        'need at least 2: add more .flac/.wav files')
-  num_test = max(1, len(files) // 10)
-  return files[-num_test:] if split == 'test' else files[:-num_test]
+  return common.split_last_tenth(files, split, 'audio files')
 
 
 def read_audio_file(path: pathlib.Path) -> np.ndarray:

@@ -37,6 +37,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from mclnf_jax.data import embedded_images
+from mclnf_jax.data import common
 from mclnf_jax.errors import UserError
 
 SPLITS = ('train', 'test')
@@ -77,64 +78,36 @@ def load_images(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
 
 def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
   """Checks the config fields and the split; raises UserError on bad values."""
-  name = _field(cfg, 'name')
+  name = common.field(cfg, 'name')
   if not isinstance(name, str) or name not in _LOADERS:
     raise UserError(f'unknown dataset {name!r}: pass --config.data.name=one of '
                     f'{", ".join(_LOADERS)}')
   if split not in SPLITS:
     raise UserError(f'unknown split {split!r}: use one of {", ".join(SPLITS)}')
-  root = _field(cfg, 'root')
+  root = common.field(cfg, 'root')
   if not isinstance(root, str):
     raise UserError(f'data root must be a path string, got {root!r}: pass '
                     '--config.data.root=<folder>')
   return _Request(
       name=name, root=os.path.expanduser(root), split=split,
-      resolution=_int_field(cfg, 'resolution', minimum=1),
-      num_signals=_int_field(cfg, 'num_signals', minimum=0),
-      seed=_int_field(cfg, 'seed', minimum=0),
+      resolution=common.int_field(cfg, 'resolution', minimum=1),
+      num_signals=common.int_field(cfg, 'num_signals', minimum=0),
+      seed=common.int_field(cfg, 'seed', minimum=0),
       crops_per_source=cfg.get(
           'crops_per_source', embedded_images.DEFAULT_CROPS))
 
 
-def _field(cfg: ml_collections.ConfigDict, key: str):
-  """Returns `cfg[key]`, or a UserError naming the missing field."""
-  if key not in cfg:
-    raise UserError(f'data config has no field {key!r}: add it, e.g. '
-                    f'--config.data.{key}=...')
-  return cfg[key]
 
 
-def _int_field(cfg: ml_collections.ConfigDict, key: str, minimum: int) -> int:
-  """Returns an integer field that must be >= `minimum`."""
-  value = _field(cfg, key)
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise UserError(f'data {key} must be an integer, got {value!r}: pass '
-                    f'--config.data.{key}=<integer >= {minimum}>')
-  if value < minimum:
-    raise UserError(f'data {key} must be >= {minimum}, got {value}: pass '
-                    f'--config.data.{key}=<integer >= {minimum}>')
-  return int(value)
 
 
-def choose_indices(count: int, num_signals: int, seed: int) -> np.ndarray:
-  """Picks `num_signals` of `count` indices (all when 0), sorted, by `seed`."""
-  if num_signals == 0 or num_signals >= count:
-    return np.arange(count)
-  rng = np.random.default_rng(seed)
-  return np.sort(rng.choice(count, size=num_signals, replace=False))
 
 
-def center_square(image: np.ndarray) -> np.ndarray:
-  """Crops the largest centred square of an [H, W, C] image."""
-  height, width = image.shape[:2]
-  side = min(height, width)
-  top, left = (height - side) // 2, (width - side) // 2
-  return image[top:top + side, left:left + side]
 
 
 def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
   """Centre square crop, then antialiased bicubic resize to [R, R, 3] uint8."""
-  square = np.ascontiguousarray(center_square(image))
+  square = np.ascontiguousarray(common.center_square(image))
   if square.shape[0] == resolution:
     return square
   return embedded_images.resize_square(square, resolution)
@@ -246,7 +219,7 @@ def _read_source(
   if len(source) == 0:  # pylint: disable=g-explicit-length-test
     raise UserError(f'dataset {request.name} has no {request.split} examples: '
                     f'check --config.data.root={request.root}')
-  indices = choose_indices(len(source), request.num_signals, request.seed)
+  indices = common.choose_indices(len(source), request.num_signals, request.seed)
 
   def images() -> Iterator[np.ndarray]:
     for index in indices:  # One by one: TFDS mocks break `__getitems__`.
@@ -278,12 +251,7 @@ def ffhq_files(root: str, split: str) -> list[str]:
   files = sorted(f for f in os.listdir(root)
                  if f.lower().endswith(_IMAGE_SUFFIXES)
                  and os.path.isfile(os.path.join(root, f)))
-  if len(files) < 2:
-    raise UserError(f'FFHQ directory {root} has {len(files)} .png/.jpg '
-                    'images, need at least 2 (train and test): pass '
-                    '--config.data.root=<folder of FFHQ images>')
-  num_test = max(1, len(files) // 10)
-  chosen = files[-num_test:] if split == 'test' else files[:-num_test]
+  chosen = common.split_last_tenth(files, split, f'.png/.jpg images in FFHQ directory {root}')
   return [os.path.join(root, f) for f in chosen]
 
 
@@ -311,7 +279,7 @@ def read_image_file(path: str, resolution: int) -> np.ndarray:
 def _load_ffhq(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
   """Reads the split's files from the FFHQ folder, decoding on threads."""
   files = ffhq_files(request.root, request.split)
-  paths = [files[i] for i in choose_indices(
+  paths = [files[i] for i in common.choose_indices(
       len(files), request.num_signals, request.seed)]
 
   def images() -> Iterator[np.ndarray]:

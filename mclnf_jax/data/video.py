@@ -36,6 +36,7 @@ from PIL import Image
 import skimage.data
 import skimage.transform
 
+from mclnf_jax.data import common
 from mclnf_jax.errors import UserError
 
 SPLITS = ('train', 'test')
@@ -91,52 +92,30 @@ def load_video(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
 
 def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
   """Checks the config fields and the split; raises UserError on bad values."""
-  name = _field(cfg, 'name')
+  name = common.field(cfg, 'name')
   if name not in _LOADERS:
     raise UserError(f'unknown video dataset {name!r}: pass --config.data.name='
                     f'one of {", ".join(_LOADERS)}')
   if split not in SPLITS:
     raise UserError(f'unknown split {split!r}: use one of {", ".join(SPLITS)}')
-  root = _field(cfg, 'root')
+  root = common.field(cfg, 'root')
   if not isinstance(root, str):
     raise UserError(f'data root must be a path string, got {root!r}: pass '
                     '--config.data.root=<folder>')
   return _Request(name=name,
                   root=os.path.expanduser(root),
                   split=split,
-                  frames=_int_field(cfg, 'frames', minimum=1),
-                  resolution=_int_field(cfg, 'resolution', minimum=1),
-                  frame_stride=_int_field(cfg, 'frame_stride', minimum=0),
-                  num_signals=_int_field(cfg, 'num_signals', minimum=0),
-                  seed=_int_field(cfg, 'seed', minimum=0))
+                  frames=common.int_field(cfg, 'frames', minimum=1),
+                  resolution=common.int_field(cfg, 'resolution', minimum=1),
+                  frame_stride=common.int_field(cfg, 'frame_stride', minimum=0),
+                  num_signals=common.int_field(cfg, 'num_signals', minimum=0),
+                  seed=common.int_field(cfg, 'seed', minimum=0))
 
 
-def _field(cfg: ml_collections.ConfigDict, key: str):
-  """Returns `cfg[key]`, or a UserError naming the missing field."""
-  if key not in cfg:
-    raise UserError(f'data config has no field {key!r}: add it, e.g. '
-                    f'--config.data.{key}=...')
-  return cfg[key]
 
 
-def _int_field(cfg: ml_collections.ConfigDict, key: str, minimum: int) -> int:
-  """Returns an integer field that must be >= `minimum`."""
-  value = _field(cfg, key)
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise UserError(f'data {key} must be an integer, got {value!r}: pass '
-                    f'--config.data.{key}=<integer >= {minimum}>')
-  if value < minimum:
-    raise UserError(f'data {key} must be >= {minimum}, got {value}: pass '
-                    f'--config.data.{key}=<integer >= {minimum}>')
-  return int(value)
 
 
-def choose_indices(count: int, num_signals: int, seed: int) -> np.ndarray:
-  """Picks `num_signals` of `count` indices (all when 0), sorted, by `seed`."""
-  if num_signals == 0 or num_signals >= count:
-    return np.arange(count)
-  rng = np.random.default_rng(seed)
-  return np.sort(rng.choice(count, size=num_signals, replace=False))
 
 
 # ----------------------------------------------------------------- embedded --
@@ -272,7 +251,7 @@ def _load_voxceleb2(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
   clips = split_clips(find_clips(request.root), request.split)
   chosen = [
       clips[int(i)]
-      for i in choose_indices(len(clips), request.num_signals, request.seed)
+      for i in common.choose_indices(len(clips), request.num_signals, request.seed)
   ]
 
   def frames() -> Iterator[np.ndarray]:
@@ -309,12 +288,7 @@ def find_clips(root: str) -> list[pathlib.Path]:
 
 def split_clips(clips: list[pathlib.Path], split: str) -> list[pathlib.Path]:
   """Last max(1, N // 10) sorted clips are 'test', the rest 'train'."""
-  if len(clips) < 2:
-    raise UserError(
-        f'video folder has only 1 clip ({clips[0]}); train and test '
-        'need at least 2: add more clips')
-  num_test = max(1, len(clips) // 10)
-  return clips[-num_test:] if split == 'test' else clips[:-num_test]
+  return common.split_last_tenth(clips, split, 'video clips')
 
 
 def read_clip(path: pathlib.Path, count: int) -> list[np.ndarray]:
@@ -395,11 +369,8 @@ def _import_av():
 
 def resize_square(frame: np.ndarray, resolution: int) -> np.ndarray:
   """Centre square crop of uint8 [H, W, 3], antialiased bicubic to [R, R, 3]."""
-  height, width = frame.shape[:2]
-  side = min(height, width)
-  top, left = (height - side) // 2, (width - side) // 2
-  square = np.ascontiguousarray(frame[top:top + side, left:left + side])
-  if side == resolution:
+  square = np.ascontiguousarray(common.center_square(frame))
+  if square.shape[0] == resolution:
     return square
   resized = Image.fromarray(square).resize(
       (resolution, resolution), Image.Resampling.BICUBIC)
