@@ -304,7 +304,7 @@ def test_ffhq_image_smaller_than_resolution(ffhq_root):
 
 
 def test_unknown_dataset_name():
-  _raises(r"unknown dataset 'mnist': pass --config\.data\.name=one of embedded",
+  _raises(r"unknown image dataset 'mnist': pass --config\.data\.name=one of embedded",
           _cfg(name='mnist'))
 
 

@@ -73,17 +73,7 @@ def load_audio(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
 
 def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
   """Checks the config fields and the split; raises UserError on bad values."""
-  name = common.field(cfg, 'name')
-  if name not in _LOADERS:
-    raise UserError(
-        f'unknown audio dataset {name!r}: pass --config.data.name=one '
-        f'of {", ".join(_LOADERS)}')
-  if split not in SPLITS:
-    raise UserError(f'unknown split {split!r}: use one of {", ".join(SPLITS)}')
-  root = common.field(cfg, 'root')
-  if not isinstance(root, str):
-    raise UserError(f'data root must be a path string, got {root!r}: pass '
-                    '--config.data.root=<folder>')
+  name, root = common.name_and_root(cfg, split, tuple(_LOADERS), 'audio')
   seconds = common.field(cfg, 'seconds')
   is_number = (isinstance(seconds, (int, float)) and
                not isinstance(seconds, bool))
@@ -91,7 +81,7 @@ def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
     raise UserError(f'data seconds must be a number > 0, got {seconds!r}: pass '
                     '--config.data.seconds=3.0')
   return _Request(name=name,
-                  root=os.path.expanduser(root),
+                  root=root,
                   split=split,
                   length=int(round(seconds * SAMPLE_RATE)),
                   num_signals=common.int_field(cfg, 'num_signals', minimum=0),

@@ -1,4 +1,5 @@
 """Helpers every dataset reader shares: config fields, subsets, splits, crops."""
+import os
 from typing import Sequence, TypeVar
 
 import ml_collections
@@ -53,3 +54,19 @@ def split_last_tenth(items: Sequence[T], split: str, what: str) -> list[T]:
                     'add more or point --config.data.root elsewhere')
   num_test = max(1, len(items) // 10)
   return list(items[-num_test:] if split == 'test' else items[:-num_test])
+
+
+def name_and_root(cfg: ml_collections.ConfigDict, split: str, names: Sequence[str],
+                  kind: str) -> tuple[str, str]:
+  """The checked (dataset name, data root) of a request for `split` ('train'/'test')."""
+  name = field(cfg, 'name')
+  if not isinstance(name, str) or name not in names:
+    raise UserError(f'unknown {kind} dataset {name!r}: pass --config.data.name=one of '
+                    f'{", ".join(names)}')
+  if split not in ('train', 'test'):
+    raise UserError(f'unknown split {split!r}: use train or test')
+  root = field(cfg, 'root')
+  if not isinstance(root, str):
+    raise UserError(f'data root must be a path string, got {root!r}: pass '
+                    '--config.data.root=<folder>')
+  return name, os.path.expanduser(root)

@@ -78,18 +78,9 @@ def load_images(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
 
 def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
   """Checks the config fields and the split; raises UserError on bad values."""
-  name = common.field(cfg, 'name')
-  if not isinstance(name, str) or name not in _LOADERS:
-    raise UserError(f'unknown dataset {name!r}: pass --config.data.name=one of '
-                    f'{", ".join(_LOADERS)}')
-  if split not in SPLITS:
-    raise UserError(f'unknown split {split!r}: use one of {", ".join(SPLITS)}')
-  root = common.field(cfg, 'root')
-  if not isinstance(root, str):
-    raise UserError(f'data root must be a path string, got {root!r}: pass '
-                    '--config.data.root=<folder>')
+  name, root = common.name_and_root(cfg, split, tuple(_LOADERS), 'image')
   return _Request(
-      name=name, root=os.path.expanduser(root), split=split,
+      name=name, root=root, split=split,
       resolution=common.int_field(cfg, 'resolution', minimum=1),
       num_signals=common.int_field(cfg, 'num_signals', minimum=0),
       seed=common.int_field(cfg, 'seed', minimum=0),

@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 import dataclasses
 import functools
-import os
 import pathlib
 
 import ml_collections
@@ -92,18 +91,9 @@ def load_video(cfg: ml_collections.ConfigDict, split: str) -> np.ndarray:
 
 def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
   """Checks the config fields and the split; raises UserError on bad values."""
-  name = common.field(cfg, 'name')
-  if name not in _LOADERS:
-    raise UserError(f'unknown video dataset {name!r}: pass --config.data.name='
-                    f'one of {", ".join(_LOADERS)}')
-  if split not in SPLITS:
-    raise UserError(f'unknown split {split!r}: use one of {", ".join(SPLITS)}')
-  root = common.field(cfg, 'root')
-  if not isinstance(root, str):
-    raise UserError(f'data root must be a path string, got {root!r}: pass '
-                    '--config.data.root=<folder>')
+  name, root = common.name_and_root(cfg, split, tuple(_LOADERS), 'video')
   return _Request(name=name,
-                  root=os.path.expanduser(root),
+                  root=root,
                   split=split,
                   frames=common.int_field(cfg, 'frames', minimum=1),
                   resolution=common.int_field(cfg, 'resolution', minimum=1),
