@@ -8,7 +8,6 @@ import soundfile
 
 from mclnf_jax import config_paper, experiment
 from mclnf_jax.data import city, matrixcity
-from tests import helpers
 
 pytestmark = pytest.mark.slow
 LEARNERS = 'cl,mcl,mcl_fim'
