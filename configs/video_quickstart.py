@@ -16,5 +16,5 @@ def get_config():
   config_paper.cpu_sized(c)
   c.meta.update(steps=300, batch_size=2, lr=5e-4, inner_steps=3,
                 val_every=100, log_every=50, save_every=300)
-  c.eval.update(max_steps=64, batch_size=4, num_grid=1)
+  c.eval.update(max_steps=128, batch_size=4, num_grid=1)
   return c

@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.field = ml_collections.ConfigDict(dict(
       kind='siren',       # siren | nerf
       depth=5,            # linear layers (siren) / trunk layers (nerf)
-      w0=30.0, w0_first=0.0, sine='exact',        # siren (w0_first 0: same as w0)
+      w0=30.0, w0_first=0.0, sine='fast',         # siren (w0_first 0: same as w0)
       pos_freqs=10, dir_freqs=4, skip=True))      # nerf
 
   # Scenes (modality 'nerf'): the procedural city or MatrixCity blocks.

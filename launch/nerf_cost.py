@@ -1,0 +1,83 @@
+"""Memory of a second-order NeRF meta-step and rendering speed, for BUILD_NOTES.
+
+python -m launch.nerf_cost --config=configs/nerf_quickstart.py [--learner=mcl] [--compile_only]
+
+Peak memory is XLA's plan for the compiled meta-step (arguments + outputs + temporaries
+- aliased, `memory_analysis()`), so the paper setting (configs/nerf_city.py) can be
+*computed* on a CPU by compiling without running it (--compile_only). Rays per second
+time the jitted whole-view rendering of the field (`learner.predict`) over one batch of
+query rays. Shapes come from the config; the arrays are synthetic (no data is loaded).
+Prints one JSON line.
+"""
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from mclnf_jax import compute_cost, learners, meta
+from mclnf_jax.tasks import Episode
+from mclnf_jax.tasks.scene import SceneTasks
+
+config_flags.DEFINE_config_file('config', None, 'A NeRF config.', lock_config=True)
+flags.DEFINE_string('learner', 'mcl', 'Learner whose meta-step is measured.')
+flags.DEFINE_bool('compile_only', False, 'Plan memory only; do not time anything.')
+flags.DEFINE_integer('query_rays', 4096, 'Rays rendered per timing.')
+
+
+def synthetic_batch(modality: SceneTasks, batch: int, rays: int) -> Episode:
+  """Rays looking down from above the canonical block, of the config's shapes."""
+  rng = np.random.default_rng(0)
+  def rays_of(n):
+    origin = np.concatenate([rng.uniform(-1, 1, (n, 2)), np.full((n, 1), 1.5)], -1)
+    direction = np.concatenate([rng.normal(0, 0.3, (n, 2)), -np.ones((n, 1))], -1)
+    direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
+    return np.concatenate([origin, direction], -1).astype(np.float32)
+  t, m = modality.num_tasks, modality.rays_per_task
+  one = Episode(rays_of(t * m).reshape(t, m, 6), rng.uniform(0, 1, (t, m, 3)).astype(np.float32),
+                rays_of(rays), rng.uniform(0, 1, (rays, 3)).astype(np.float32))
+  return jax.tree_util.tree_map(lambda x: jnp.asarray(np.stack([x] * batch)), one)
+
+
+def main(argv):
+  del argv
+  config = flags.FLAGS.config
+  r, s = config.render, config.scene
+  modality = SceneTasks(grid=tuple(config.tasks.blocks), bounds=(-1.0, 1.0, -1.0, 1.0),
+                        near=0.1, far=4.0, image_shape=(config.data.resolution,) * 2,
+                        query_views=1, rays_per_task=s.rays_per_task,
+                        num_samples=r.num_samples, hierarchical_samples=r.hierarchical_samples,
+                        chunk=r.chunk)
+  learner = learners.build(config, flags.FLAGS.learner, modality)
+  m = config.meta
+  optimizer = meta.outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  state = meta.init_state(learner, optimizer, jax.random.key(0))
+  batch = synthetic_batch(modality, m.batch_size, flags.FLAGS.query_rays)
+  t0 = time.perf_counter()
+  compiled = meta.make_meta_step(learner, optimizer).lower(state, batch).compile()
+  out = {'config': config.name, 'learner': learner.name, 'backend': jax.default_backend(),
+         'meta_batch': m.batch_size, 'inner_steps': m.inner_steps,
+         'rays_per_task': s.rays_per_task,
+         'samples_per_ray': r.num_samples + r.hierarchical_samples,
+         'meta_step_peak_mib': round(compute_cost.planned_bytes(compiled) / 2**20, 1),
+         'compile_s': round(time.perf_counter() - t0, 1)}
+  if not flags.FLAGS.compile_only:
+    one = jax.tree_util.tree_map(lambda x: x[0], batch)
+    render = jax.jit(learner.predict)
+    fast = learner.start(state['params'])
+    jax.block_until_ready(render(fast, one.query_x))
+    times = []
+    for _ in range(3):
+      t0 = time.perf_counter()
+      jax.block_until_ready(render(fast, one.query_x))
+      times.append(time.perf_counter() - t0)
+    out['render_rays_per_s'] = round(flags.FLAGS.query_rays / float(np.median(times)))
+  print(json.dumps(out))
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config'])
+  app.run(main)
