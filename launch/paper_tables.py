@@ -18,9 +18,8 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mclnf_jax import compute_cost, experiment, learners, modalities, report
+from mclnf_jax import compute_cost, experiment, learners, logs, modalities, report
 from mclnf_jax.errors import UserError
-from mclnf_jax.main import _QuietLibraries
 
 config_flags.DEFINE_config_file('config', None, 'The main config (configs/*.py).',
                                 lock_config=True)
@@ -63,7 +62,7 @@ def compute_rows(config, results: dict, workdir: str, tto_steps: int) -> list[di
 
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logs.quiet_libraries()
   FLAGS = flags.FLAGS
   try:
     configs = [FLAGS.config] + [load_config_file(p) for p in FLAGS.more_configs]

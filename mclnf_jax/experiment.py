@@ -99,17 +99,27 @@ class Signals:
     return stack_episodes([self.modality.episode(s) for s in signals])
 
 
+def _checkpoints(folder: str) -> ocp.CheckpointManager:
+  """The learner's checkpoint folder: the latest whole meta-state, saved synchronously."""
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(folder, 'checkpoints')),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
+                                           enable_async_checkpointing=False))
+
+
+def _fresh_state(config: ml_collections.ConfigDict, learner: Learner):
+  """(outer optimiser, meta-state at step 0): also the template checkpoints restore into."""
+  m = config.meta
+  optimizer = meta.outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  return optimizer, meta.init_state(learner, optimizer, jax.random.key(config.seed))
+
+
 def meta_train(config: ml_collections.ConfigDict, learner: Learner, signals: Signals,
                folder: str) -> Any:
   """Meta-trains (or resumes) one learner; returns its best meta-params."""
   m = config.meta
-  optimizer = meta.outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
-  key = jax.random.key(config.seed)
-  state = meta.init_state(learner, optimizer, key)
-  manager = ocp.CheckpointManager(
-      os.path.abspath(os.path.join(folder, 'checkpoints')),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                           enable_async_checkpointing=False))
+  optimizer, state = _fresh_state(config, learner)
+  manager = _checkpoints(folder)
   latest = manager.latest_step()
   if latest is not None:
     state = manager.restore(latest, args=ocp.args.StandardRestore(state))
@@ -129,30 +139,24 @@ def meta_train(config: ml_collections.ConfigDict, learner: Learner, signals: Sig
                             val_every=m.val_every, log_every=m.log_every, save=save,
                             save_every=m.save_every):
       pass
-  manager.wait_until_finished()
   manager.close()
   return state['best_params']
 
 
 def load_meta_params(config, learner: Learner, folder: str) -> Any:
-  """Best meta-params of a finished meta-training run, or an error saying to train."""
+  """Best meta-params of a meta-training run (random init if not meta-learned)."""
   if not learner.meta_learned:
     return learner.init(jax.random.key(config.seed))
-  path = os.path.abspath(os.path.join(folder, 'checkpoints'))
-  manager = ocp.CheckpointManager(path)
+  manager = _checkpoints(folder)
   latest = manager.latest_step()
   if latest is None:
-    raise UserError(f'no meta-trained checkpoint for {learner.name} in {path}: '
+    raise UserError(f'no meta-trained checkpoint for {learner.name} in {folder}: '
                     'run with --mode=train (or train_and_eval) first')
-  m = config.meta
-  template = meta.init_state(learner, meta.outer_optimizer(m.lr, m.steps, m.clip,
-                                                           m.lr_final_fraction),
-                             jax.random.key(config.seed))
-  state = manager.restore(latest, args=ocp.args.StandardRestore(template))
+  state = manager.restore(latest, args=ocp.args.StandardRestore(_fresh_state(config, learner)[1]))
   manager.close()
-  if latest < m.steps:
+  if latest < config.meta.steps:
     logging.warning('%s: evaluating an unfinished meta-training run (step %d of %d)',
-                    learner.name, latest, m.steps)
+                    learner.name, latest, config.meta.steps)
   return state['best_params']
 
 

@@ -3,7 +3,6 @@
 Any config key can be overridden, e.g. `--config.meta.steps=200`; sweeps are loops over
 such flags (see launch/). Errors a user can fix print one line and exit non-zero.
 """
-import logging as std_logging
 import os
 import sys
 
@@ -12,7 +11,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mclnf_jax import experiment
+from mclnf_jax import experiment, logs
 from mclnf_jax.errors import UserError
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
@@ -23,16 +22,9 @@ flags.DEFINE_enum('mode', 'train_and_eval', list(experiment.MODES),
 flags.mark_flags_as_required(['config'])
 
 
-class _QuietLibraries(std_logging.Filter):
-  """Keeps our progress lines readable: library INFO chatter (orbax, XLA) is dropped."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    return record.levelno >= std_logging.WARNING or 'mclnf_jax' in record.pathname
-
-
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  logs.quiet_libraries()
   jax.config.update('jax_compilation_cache_dir',
                     os.path.expanduser('~/.cache/mclnf_jax/xla'))
   config = flags.FLAGS.config
