@@ -21,7 +21,7 @@ def paper_nerf_config() -> ml_collections.ConfigDict:
   c.field.update(kind='nerf', depth=10, pos_freqs=10, dir_freqs=4, skip=True)
   c.tasks.update(blocks=(2, 2), split='grid')
   c.render.update(num_samples=64, hierarchical_samples=64, chunk=8192)
-  c.scene.update(rays_per_task=4096, heldout_views=8)
+  c.scene.update(rays_per_task=512, heldout_views=8)   # Table 4: ray batch 256 or 512
   c.meta.update(steps=50_000, batch_size=1, lr=5e-5, inner_steps=4, val_every=500,
                 log_every=50, save_every=1000)
   c.eval.update(max_steps=1024, batch_size=1, num_grid=2)
