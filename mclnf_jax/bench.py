@@ -70,6 +70,8 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
   add('--gemm_size', type=int, default=0, help='0: 2048 on CPU, 8192 elsewhere')
   add('--sine_size', type=int, default=4 * 8100 * 128, help='elements of the sine array')
   add('--fishers', default='diag,kfac')
+  add('--fim_timeout', type=int, default=600, help='seconds for each fisher, measured in '
+      'a child process (kfac deadlocks XLA:CPU on some machines); 0: in this process')
   add('--meta_batch', type=int, default=1, help='episodes per meta-step')
   add('--meta_inner_steps', default='4,16,32', help='inner step counts (memory)')
   add('--meta_time', default='4', help='inner step counts also timed; "all", or "" for none')
@@ -77,10 +79,12 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
   add('--table6_steps', type=int, default=128, help='TTO steps per task')
   add('--table6_learners', default='mcl')
   add('--table6_repeats', type=int, default=3)
-  add('--torch', action='store_true', help='also run the PyTorch twin (needs torch)')
+  add('--torch', action=argparse.BooleanOptionalAction, default=False,
+      help='also run the PyTorch twin (needs torch)')
   add('--torch_script', default=str(TORCH_SCRIPT))
   add('--torch_threads', type=int, default=0, help='0: torch default')
-  return p.parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  return argparse.Namespace(**vars(p.parse_args(argv)), argv=argv)
 
 
 def _csv(text: str) -> list[str]:
@@ -195,6 +199,25 @@ def bench_fim(a: argparse.Namespace, sine: str, fisher: str, mse_ms: float) -> d
           'mse_ms_per_step': mse_ms, 'ratio_to_mse': ms / mse_ms}
 
 
+def fim_in_child(a: argparse.Namespace, fisher: str) -> dict:
+  """bench_fim in a child process (with its own adjacent MSE step), under a timeout."""
+  cmd = [sys.executable, '-m', 'mclnf_jax.bench', *a.argv, '--only', 'fim', '--fishers',
+         fisher, '--fim_timeout', '0', '--no-torch']
+  failed = {'bench': 'fim', 'fisher': fisher, 'sine': _csv(a.sines)[0], 'ms_per_step': None,
+            'ratio_to_mse': None}
+  try:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.fim_timeout,
+                         check=False)
+  except subprocess.TimeoutExpired:
+    return failed | {'error': f'no result in {a.fim_timeout} s (hung?)'}
+  fim = [r for r in map(json.loads, _json_lines(out.stdout)) if r['bench'] == 'fim']
+  return fim[0] if fim else failed | {'error': f'exit {out.returncode}: {out.stderr[-300:]}'}
+
+
+def _json_lines(text: str) -> list[str]:
+  return [l for l in text.splitlines() if l.startswith('{')]
+
+
 def _compiled_memory(compiled) -> dict:
   m = compiled.memory_analysis()
   if m is None:
@@ -256,7 +279,7 @@ def run_torch(a: argparse.Namespace) -> dict:
          '--depth', str(a.depth), '--w0', str(a.w0), '--steps', str(a.steps),
          '--repeats', str(a.repeats), '--threads', str(a.torch_threads)]
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-  lines = [l for l in out.stdout.splitlines() if l.startswith('{')]
+  lines = _json_lines(out.stdout)
   if out.returncode or not lines:
     return {'skipped': f'exit {out.returncode}: {out.stderr[-300:]}'}
   return json.loads(lines[-1])
@@ -281,7 +304,8 @@ def goals(tto: Optional[dict], fim: list[dict], metas: list[dict],
   """The issue's four targets from what was measured (value None where it was not)."""
   peaks = {r['inner_steps']: r['peak_bytes'] for r in metas if r.get('peak_bytes')}
   lo, hi = (min(peaks), max(peaks)) if len(peaks) > 1 else (None, None)
-  worst_fim = max((r['ratio_to_mse'] for r in fim), default=None)
+  ratios = [r['ratio_to_mse'] for r in fim]
+  worst_fim = None if None in ratios else max(ratios, default=None)
   return {'bench': 'goals', 'goals': [
       _goal('tto_speedup_vs_torch', (torch or {}).get('speedup_vs_torch'), 1.5, True),
       _goal('tto_fraction_of_gemm', (tto or {}).get('fraction_of_gemm'), 0.6, True),
@@ -326,8 +350,8 @@ def run(a: argparse.Namespace) -> list[dict]:
     emit(bench_sine(a))
   torch = run_torch(a) if a.torch else None   # just before the JAX step it is compared to
   tto = _tto_records(a, only, sines, gemm, emit) if only & {'tto', 'fim'} or a.torch else None
-  fim = [emit(bench_fim(a, sines[0], f, tto['ms_per_step']))
-         for f in _csv(a.fishers)] if 'fim' in only else []
+  fim = [emit(bench_fim(a, sines[0], f, tto['ms_per_step']) if not a.fim_timeout
+              else fim_in_child(a, f)) for f in _csv(a.fishers)] if 'fim' in only else []
   timed = _csv(a.meta_inner_steps) if a.meta_time == 'all' else _csv(a.meta_time)
   metas = [emit(bench_meta(a, sines[0], n, str(n) in timed))
            for n in sorted(int(n) for n in _csv(a.meta_inner_steps))
