@@ -12,11 +12,11 @@ KEYS = {
     'gemm': {'n', 'ms', 'gflops'},
     'sine': {'size', 'ms', 'grad_ms', 'speedup_vs_exact'},
     'tto': {'setting', 'learner', 'sine', 'ms_per_step', 'gflop_per_step', 'gflops',
-            'fraction_of_gemm', 'flop_formula', 'params'},
+            'gemm_gflops', 'fraction_of_gemm', 'flop_formula', 'params'},
     'fim': {'fisher', 'ms_per_step', 'ratio_to_mse'},
     'meta': {'inner_steps', 'meta_batch', 'ms', 'peak_bytes', 'memory_source'},
     'table6': {'learner', 'tasks', 'steps_per_task', 'ms_per_episode', 'episodes_per_s'},
-    'torch': {'torch', 'jax_ms_per_step', 'speedup_vs_torch'},
+    'torch': {'torch', 'torch_ms_per_step', 'jax_ms_per_step', 'speedup_vs_torch'},
     'goals': {'goals'},
 }
 
@@ -35,6 +35,8 @@ def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, mon
   assert set(kinds) == set(KEYS)
   for r in lines:
     assert KEYS[r['bench']] <= set(r), r
+  torch = next(r for r in lines if r['bench'] == 'torch')
+  assert torch['torch_ms_per_step_runs'] == [2.0, 2.0]   # before and after our step
   metas = [r for r in lines if r['bench'] == 'meta']
   assert metas[0]['ms'] > 0 and metas[1]['ms'] is None
   goals = {g['name']: g for g in lines[-1]['goals']}
