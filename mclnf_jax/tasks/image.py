@@ -8,12 +8,17 @@ from mclnf_jax import metrics
 from mclnf_jax.tasks.grid import GridTasks
 
 
+def rgb_metrics(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
+  """PSNR and SSIM of RGB in [0, 1] (an image, or frames/views averaged for SSIM)."""
+  pred = jnp.clip(pred, 0.0, 1.0)
+  return {'psnr': metrics.psnr(pred, target), 'ssim': metrics.ssim(pred, target)}
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageTasks(GridTasks):
 
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
-    pred = jnp.clip(pred, 0.0, 1.0)
-    return {'psnr': metrics.psnr(pred, target), 'ssim': metrics.ssim(pred, target)}
+    return rgb_metrics(pred, target)
 
   def save_visuals(self, path_stem: str, truths, recons, scores) -> None:
     """Ground truth beside each method's reconstruction (the paper's Fig. 3)."""

@@ -16,10 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mclnf_jax import metrics, render
+from mclnf_jax import render
 from mclnf_jax.data.scene import Scene, views_by_cell
 from mclnf_jax.errors import UserError
 from mclnf_jax.tasks import Episode
+from mclnf_jax.tasks.image import rgb_metrics
 
 
 class SceneSignal(NamedTuple):
@@ -110,8 +111,7 @@ class SceneTasks:
     return y.reshape(self.query_views, *self.image_shape, 3)
 
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
-    pred = jnp.clip(pred, 0.0, 1.0)
-    return {'psnr': metrics.psnr(pred, target), 'ssim': metrics.ssim(pred, target)}
+    return rgb_metrics(pred, target)
 
   def flythrough_rays(self, signal: SceneSignal, frames: int = 24) -> np.ndarray:
     """Rays [frames * H * W, 6] of a circle flown around the block (for a GIF)."""
@@ -132,10 +132,5 @@ class SceneTasks:
 
   def save_visuals(self, path_stem: str, truths, recons, scores) -> None:
     """Held-out views rendered by each method beside ground truth, and a GIF per block."""
-    from mclnf_jax import report
-    from mclnf_jax.tasks.video import write_gif
-    for i, (truth, recon, score) in enumerate(zip(truths, recons, scores)):
-      rows = [{m: r[v] for m, r in recon.items()} for v in range(len(truth))]
-      report.image_grid(f'{path_stem}_{i}.png', list(truth), rows,
-                        [score if v == 0 else {} for v in range(len(truth))])
-      write_gif(f'{path_stem}_{i}.gif', truth, recon)
+    from mclnf_jax.tasks.video import save_frame_grids_and_gifs
+    save_frame_grids_and_gifs(path_stem, truths, recons, scores)

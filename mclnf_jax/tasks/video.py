@@ -6,28 +6,31 @@ Metrics are PSNR over the clip and SSIM per frame, averaged; visuals are a frame
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from mclnf_jax import metrics
 from mclnf_jax.tasks.grid import GridTasks
+from mclnf_jax.tasks.image import rgb_metrics
 
 
 @dataclasses.dataclass(frozen=True)
 class VideoTasks(GridTasks):
 
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
-    pred = jnp.clip(pred, 0.0, 1.0)
-    return {'psnr': metrics.psnr(pred, target), 'ssim': metrics.ssim(pred, target)}
+    return rgb_metrics(pred, target)
 
   def save_visuals(self, path_stem: str, truths, recons, scores) -> None:
-    from mclnf_jax import report
-    for i, (truth, recon, score) in enumerate(zip(truths, recons, scores)):
-      # One row per frame: ground truth then every method, as in the image grid.
-      rows = [{m: r[f] for m, r in recon.items()} for f in range(len(truth))]
-      report.image_grid(f'{path_stem}_{i}.png', list(truth), rows,
-                        [score if f == 0 else {} for f in range(len(truth))])
-      write_gif(f'{path_stem}_{i}.gif', truth, recon)
+    save_frame_grids_and_gifs(path_stem, truths, recons, scores)
+
+
+def save_frame_grids_and_gifs(path_stem: str, truths, recons, scores) -> None:
+  """Per signal [F, H, W, 3]: a PNG with one row per frame (ground truth, then each
+  method; scores under the first row) and a GIF of them side by side."""
+  from mclnf_jax import report
+  for i, (truth, recon, score) in enumerate(zip(truths, recons, scores)):
+    rows = [{m: r[f] for m, r in recon.items()} for f in range(len(truth))]
+    report.image_grid(f'{path_stem}_{i}.png', list(truth), rows,
+                      [score if f == 0 else {} for f in range(len(truth))])
+    write_gif(f'{path_stem}_{i}.gif', truth, recon)
 
 
 def write_gif(path: str, truth: np.ndarray, recon: dict) -> None:
