@@ -16,7 +16,8 @@ KEYS = {
     'fim': {'fisher', 'ms_per_step', 'ratio_to_mse'},
     'meta': {'inner_steps', 'meta_batch', 'ms', 'peak_bytes', 'memory_source'},
     'table6': {'learner', 'tasks', 'steps_per_task', 'ms_per_episode', 'episodes_per_s'},
-    'torch': {'torch', 'torch_ms_per_step', 'jax_ms_per_step', 'speedup_vs_torch'},
+    'torch': {'torch', 'torch_ms_per_step', 'jax_ms_per_step', 'speedup_vs_torch',
+              'torch_ms_per_step_runs', 'jax_ms_per_step_runs'},
     'goals': {'goals'},
 }
 
@@ -27,7 +28,7 @@ def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, mon
   script = tmp_path / 'twin.py'
   script.write_text(FAKE_TORCH)
   monkeypatch.setattr(bench, 'torch_available', lambda: True)
-  records = bench.main(TINY + ['--torch', '--torch_script', str(script)])
+  records = bench.main(TINY + ['--torch', '--torch_script', str(script), '--torch_rounds', '2'])
   lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
   assert lines == records
   kinds = [r['bench'] for r in lines]
@@ -36,7 +37,8 @@ def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, mon
   for r in lines:
     assert KEYS[r['bench']] <= set(r), r
   torch = next(r for r in lines if r['bench'] == 'torch')
-  assert torch['torch_ms_per_step_runs'] == [2.0, 2.0]   # before and after our step
+  assert torch['torch_ms_per_step_runs'] == [2.0, 2.0]   # in turn with our step
+  assert len(torch['jax_ms_per_step_runs']) == 2
   metas = [r for r in lines if r['bench'] == 'meta']
   assert metas[0]['ms'] > 0 and metas[1]['ms'] is None
   goals = {g['name']: g for g in lines[-1]['goals']}
@@ -60,3 +62,10 @@ def test_goals_report_missing_values_as_unknown():
       'name': 'fim_step_over_mse_step', 'value': 1.7, 'target': '<= 1.5', 'met': False}
   assert goals['meta_memory_32_over_4']['value'] == 1.4
   assert goals['meta_memory_32_over_4']['met'] is True
+
+
+def test_a_hung_fim_child_becomes_an_error_line():
+  a = bench.parse(TINY)
+  a.fim_timeout = 0.01     # no child imports jax this fast
+  r = bench.fim_in_child(a, 'kfac')
+  assert r['bench'] == 'fim' and r['ratio_to_mse'] is None and 'no result' in r['error']
