@@ -57,9 +57,11 @@ def quadratic_forms_reference(scores: jax.Array, fisher: str, damping: float) ->
 
 
 class Taps(NamedTuple):
-  """Per dense layer: inputs a [N, d_in] and pre-activation scores d [N, d_out]."""
+  """Per dense layer: inputs a [N, d_in] and pre-activation scores d [N, d_out], the
+  scores divided by `scale` = max_i |r_i| (a constant), so their squares stay in range."""
   inputs: list[jax.Array]
   scores: list[jax.Array]
+  scale: jax.Array
 
 
 def has_dense_taps(apply_fn: Any) -> bool:
@@ -73,6 +75,8 @@ def dense_taps(apply_fn, params, x: jax.Array, y: jax.Array):
 
   d_i = d log p_i / d z_i for each layer's pre-activation z: the VJP of sum_i log p_i
   w.r.t. zero perturbations added to z, exact per sample since sample i only moves z_i.
+  The scores are linear in the residual, so the VJP starts from r / max|r|: squares of
+  float32 scores neither overflow for targets of 1e6 nor cost a pass per layer to scale.
   """
   field = getattr(apply_fn, '__self__', apply_fn)
   module, names = field.module, field.module.dense_names
@@ -85,45 +89,70 @@ def dense_taps(apply_fn, params, x: jax.Array, y: jax.Array):
     return out, state['intermediates']
 
   out, vjp, inter = jax.vjp(forward, zeros, has_aux=True)
-  (scores,) = vjp(-(out - y))               # cotangent of sum_i log p_i w.r.t. outputs
+  residual, scale = _unit_scale(out - y)
+  (scores,) = vjp(-residual)                # cotangent of sum_i log p_i w.r.t. outputs
   return out, Taps(inputs=[inter[n + '_input'][0] for n in names],
-                   scores=[scores[n + '_preact'] for n in names])
+                   scores=[scores[n + '_preact'] for n in names], scale=scale)
 
 
-def _with_bias(a: jax.Array) -> jax.Array:
-  return jnp.concatenate([a, jnp.ones_like(a[:, :1])], axis=1)
+def diag_fisher_of_layer(a: jax.Array, d: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """mean_i g_i^2 of a dense layer's (kernel [d_in, d_out], bias [d_out]) scores."""
+  d2 = d * d
+  return (a * a).T @ d2 / a.shape[0], jnp.mean(d2, axis=0)
 
 
-def diag_fisher_of_layer(a: jax.Array, d: jax.Array) -> jax.Array:
-  """mean_i g_i^2 of a dense layer's [kernel; bias] scores, [d_in + 1, d_out]."""
-  a1 = _with_bias(a)
-  return (a1 * a1).T @ (d * d) / a.shape[0]
+@jax.custom_batching.custom_vmap
+def _inverse_cholesky(m: jax.Array) -> jax.Array:
+  """L^-1 for m = L L^T (small, symmetric positive definite): x^T m^-1 x = |L^-1 x|^2.
+
+  The whitened form keeps twice the digits of an explicit inverse. Under vmap the
+  matrices are factorised one after another (below): jaxlib's batched LAPACK kernels
+  wait on the intra-op thread pool they may be running on, which deadlocks XLA:CPU
+  when the pool is small (seen with 4 experts on 2 cores)."""
+  factor = jnp.linalg.cholesky(m)
+  eye = jnp.eye(m.shape[0], dtype=m.dtype)
+  return jax.scipy.linalg.solve_triangular(factor, eye, lower=True)
+
+
+@_inverse_cholesky.def_vmap
+def _inverse_cholesky_vmap(axis_size, in_batched, m):
+  del axis_size
+  if not in_batched[0]:
+    return _inverse_cholesky(m), False
+  return jax.lax.map(_inverse_cholesky, m), True
 
 
 def quadratic_forms_taps(taps: Taps, fisher: str, damping: float) -> jax.Array:
   """q_i = sum over layers of g_i^T F^-1 g_i, without per-sample gradients.
 
-  diag: F = mean g^2 + damping, so q_i = sum_jk a_ij^2 d_ik^2 / F_jk
-        = rowsum(a_i^2 * (d_i^2 @ (1/F)^T)).
-  kfac: F ~ (A + sqrt(damping) I) (x) (G + sqrt(damping) I) with A = mean a a^T (a with a 1
-        appended for the bias) and G = mean d d^T; the quadratic form of an outer product
-        factorises: q_i = (a_i^T A^-1 a_i)(d_i^T G^-1 d_i).
+  A layer's score is g_i = [a_i, 1] d_i^T (kernel rows, then the bias).
+  diag: F = mean g^2 + damping, so q_i = sum_k d_ik^2 (sum_j a_ij^2 / F_jk + 1 / F_bk):
+        one matmul for F and one for q, neither the size of a per-sample gradient.
+  kfac: F ~ (A + sqrt(damping) I) (x) (G + sqrt(damping) I), A = mean [a,1][a,1]^T,
+        G = mean d d^T; the quadratic form of an outer product factorises:
+        q_i = |L_A^-1 [a_i,1]|^2 |L_G^-1 d_i|^2 with Cholesky factors L, and
+        L_A^-1 [a_i,1] = a_i @ (L_A^-1)[:, :d_in]^T + (L_A^-1)[:, d_in] (no ones column).
+  The scores in `taps` are divided by taps.scale, so F is too: damping / scale^2 on the
+  score side keeps every q exact.
   """
+  taps = jax.lax.stop_gradient(taps)       # the weights are held constant anyway
+  damp = damping / taps.scale**2
   total = 0.0
   for a, d in zip(taps.inputs, taps.scores):
-    a, sa = _unit_scale(_with_bias(a))
-    d, sd = _unit_scale(d)
-    n = a.shape[0]
+    n, d_in = a.shape
     if fisher == 'diag':
-      f = (a * a).T @ (d * d) / n + damping / (sa * sd) ** 2
-      total = total + jnp.sum(a * a * ((d * d) @ (1.0 / f).T), axis=1)
+      f_kernel, f_bias = diag_fisher_of_layer(a, d)
+      per_unit = (a * a) @ (1.0 / (f_kernel + damp)) + 1.0 / (f_bias + damp)
+      total = total + jnp.sum(d * d * per_unit, axis=1)
     elif fisher == 'kfac':
       root = jnp.sqrt(damping)
-      fa = a.T @ a / n + root / sa**2 * jnp.eye(a.shape[1], dtype=a.dtype)
-      fg = d.T @ d / n + root / sd**2 * jnp.eye(d.shape[1], dtype=d.dtype)
-      qa = jnp.sum(a * jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(fa), a.T).T, 1)
-      qg = jnp.sum(d * jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(fg), d.T).T, 1)
-      total = total + jnp.maximum(qa, 0.0) * jnp.maximum(qg, 0.0)
+      mean_a = jnp.mean(a, axis=0)
+      big_a = jnp.block([[a.T @ a / n, mean_a[:, None]], [mean_a[None, :], jnp.ones((1, 1))]])
+      white_a = _inverse_cholesky(big_a + root * jnp.eye(d_in + 1, dtype=a.dtype))
+      white_g = _inverse_cholesky(d.T @ d / n + root / taps.scale**2 * jnp.eye(d.shape[1], dtype=d.dtype))
+      qa = jnp.sum(jnp.square(a @ white_a[:, :d_in].T + white_a[:, d_in]), axis=1)
+      qg = jnp.sum(jnp.square(d @ white_g.T), axis=1)
+      total = total + qa * qg
     else:
       raise UserError(f'fisher={fisher!r} is not a tap estimator: use diag or kfac')
   return total
@@ -136,8 +165,8 @@ def diag_fisher(apply_fn, params, x: jax.Array, y: jax.Array):
     _, taps = dense_taps(apply_fn, params, x, y)
     out = {}
     for name, a, d in zip(field.module.dense_names, taps.inputs, taps.scores):
-      f = diag_fisher_of_layer(a, d)
-      out[name] = {'kernel': f[:-1], 'bias': f[-1]}
+      kernel, bias = diag_fisher_of_layer(a, d)
+      out[name] = {'kernel': kernel * taps.scale**2, 'bias': bias * taps.scale**2}
     return jax.tree_util.tree_map(lambda f, p: f.reshape(p.shape).astype(p.dtype), out, params)
   grads = jax.vmap(jax.grad(_log_likelihood, argnums=1), in_axes=(None, None, 0, 0))(
       apply_fn, params, x, y)

@@ -37,7 +37,7 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
     out, taps = fisher_lib.dense_taps(apply_fn, params, x, y)
     w = _weights(fisher_lib.quadratic_forms_taps(taps, fisher, damping), lam, normalize)
     loss = jnp.mean(w[:, None] * jnp.square(out - y))   # = mean_i w_i mean_c r_ic^2
-    c = (-2.0 / out.size) * w[:, None]                  # dL/dz = c * d
+    c = (-2.0 / out.size) * taps.scale * w[:, None]     # dL/dz = c * d (d scaled)
     grads = {n: {'kernel': a.T @ (c * d), 'bias': jnp.sum(c * d, axis=0)}
              for n, a, d in zip(names, taps.inputs, taps.scores)}
     grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, params)

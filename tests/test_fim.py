@@ -35,7 +35,7 @@ def brute_force_q(apply_fn, params, x, y, kind, damping):
     blocks = {}
     for name, a, d in zip(FIELD.module.dense_names, taps.inputs, taps.scores):
       a1 = np.concatenate([np.asarray(a, np.float64), np.ones((n, 1))], 1)
-      d = np.asarray(d, np.float64)
+      d = np.asarray(d, np.float64) * float(taps.scale)   # taps hold d / max|r|
       big_a = a1.T @ a1 / n + np.sqrt(damping) * np.eye(a1.shape[1])
       big_g = d.T @ d / n + np.sqrt(damping) * np.eye(d.shape[1])
       full = np.kron(big_a, big_g)     # index (j*out + k) for kernel[j, k], bias last row
