@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
       views_per_cell=8,           # city: aerial context views per ground cell
       heldout_views=4,            # held-out views per meta-test block in the query set
       rays_per_task=1024,         # context rays drawn from each cell's views
+      tto_rays_per_task=0,        # ... for meta-test blocks (test-time only; 0: the same)
       train_blocks='',            # matrixcity: comma-separated block ids for meta-training
       test_blocks='',             # matrixcity: block ids for meta-test (views in block_N_test)
       scale=0.01,                 # matrixcity: translation scale factor

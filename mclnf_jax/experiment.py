@@ -30,15 +30,20 @@ MODES = ('train', 'eval', 'train_and_eval')
 def learner_identity(config: ml_collections.ConfigDict, name: str) -> dict:
   """Everything a learner's meta-trained checkpoint depends on (as plain JSON values).
 
-  Test-time settings (config.eval, the method's tto_* keys) are left out: changing them
-  re-evaluates but keeps the meta-trained checkpoint.
+  Test-time settings (config.eval, tto_* keys of the method and of the scene) are left
+  out: changing them re-evaluates but keeps the meta-trained checkpoint.
   """
   c = json.loads(config.to_json())
-  method = {k: v for k, v in c['methods'][name].items() if not k.startswith('tto_')}
   return {'learner': name, 'seed': c['seed'], 'modality': c['modality'], 'data': c['data'],
           'tasks': c['tasks'], 'field': c['field'], 'fim': c['fim'],
-          'method': method, 'meta': c['meta'], 'scene': c['scene'],
-          'render': c['render']}
+          'method': _split_tto(c['methods'][name])[0], 'meta': c['meta'],
+          'scene': _split_tto(c['scene'])[0], 'render': c['render']}
+
+
+def _split_tto(section: dict) -> tuple[dict, dict]:
+  """(keys a checkpoint depends on, test-time keys `tto_*`) of a config section."""
+  tto = {k: v for k, v in section.items() if k.startswith('tto_')}
+  return {k: v for k, v in section.items() if k not in tto}, tto
 
 
 def _first_difference(a: Any, b: Any, path: str = '') -> str:
@@ -162,7 +167,7 @@ def load_meta_params(config, learner: Learner, folder: str) -> Any:
 
 def eval_identity(config: ml_collections.ConfigDict, name: str) -> dict:
   c = json.loads(config.to_json())
-  tto = {k: v for k, v in c['methods'][name].items() if k.startswith('tto_')}
+  tto = {**_split_tto(c['methods'][name])[1], **_split_tto(c['scene'])[1]}
   return {**learner_identity(config, name), 'eval': c['eval'], 'tto': tto}
 
 

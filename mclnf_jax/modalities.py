@@ -116,6 +116,7 @@ def _scene_tasks(config: ml_collections.ConfigDict):
     raise UserError(f'tasks.blocks={blocks} must be (rows, cols) of ground cells for scenes')
   return SceneTasks(grid=blocks, bounds=tuple(first.bounds), near=first.near, far=first.far,
                     image_shape=(first.height, first.width), query_views=s.heldout_views,
-                    rays_per_task=s.rays_per_task, num_samples=r.num_samples,
+                    rays_per_task=s.rays_per_task, tto_rays_per_task=s.tto_rays_per_task,
+                    num_samples=r.num_samples,
                     hierarchical_samples=r.hierarchical_samples,
                     background=tuple(r.background), chunk=r.chunk, seed=config.seed)

@@ -108,3 +108,11 @@ def test_cli_bad_input_is_one_line(tmp_path, flags, message):
   error_lines = [l for l in done.stderr.splitlines() if l.startswith(('error:', 'FATAL'))]
   assert len(error_lines) == 1 and message in error_lines[0], done.stderr[-2000:]
   assert 'Traceback' not in done.stderr
+
+
+def test_test_time_scene_keys_keep_the_checkpoint_but_not_the_results():
+  config = helpers.tiny_config('mcl')
+  other = config.copy_and_resolve_references()
+  other.scene.tto_rays_per_task = 4096
+  assert experiment.learner_identity(config, 'mcl') == experiment.learner_identity(other, 'mcl')
+  assert experiment.eval_identity(config, 'mcl') != experiment.eval_identity(other, 'mcl')

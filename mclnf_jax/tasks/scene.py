@@ -3,7 +3,9 @@
 A signal is a `SceneSignal`: the context views of one block (grouped by the ground cell
 they look at, one task per cell, seen in sequence) and optionally held-out views for
 evaluation. Each task's context set is `rays_per_task` rays drawn once (seeded) from its
-cell's views (Algorithm 1, line 7). A prediction is formed by volume rendering the field
+cell's views (Algorithm 1, line 7); meta-test blocks may draw more (`tto_rays_per_task`):
+test-time adaptation is first-order and cheap, while meta-training's second-order
+memory bounds its ray count, and few rays overfit (held-out views get worse). A prediction is formed by volume rendering the field
 along each ray; routing sends each 3D sample point to the expert of the cell under it
 (Algorithm 1, lines 28-30). Inputs are rays [N, 6] = (origin, unit direction); field
 inputs are points [N, 6] = (xyz, unit direction).
@@ -43,6 +45,7 @@ class SceneTasks:
   image_shape: tuple[int, int]     # (H, W) of every view
   query_views: int                 # views in the query set (held-out views of test blocks)
   rays_per_task: int
+  tto_rays_per_task: int = 0       # for signals with held-out views; 0: rays_per_task
   num_samples: int = 32
   hierarchical_samples: int = 0
   background: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -65,11 +68,13 @@ class SceneTasks:
                       'check data.resolution')
     rays, rgb = _rays(scene), scene.images.astype(np.float32)
     rng = np.random.default_rng([self.seed, zlib.crc32(scene.name.encode())])
+    count = self.rays_per_task
+    if signal.heldout is not None and self.tto_rays_per_task:
+      count = self.tto_rays_per_task
     xs, ys = [], []
     for cell, views in enumerate(views_by_cell(scene, self.grid, require_all=True)):
       cell_rays, cell_rgb = rays[views].reshape(-1, 6), rgb[views].reshape(-1, 3)
-      pick = rng.choice(len(cell_rays), self.rays_per_task,
-                        replace=len(cell_rays) < self.rays_per_task)
+      pick = rng.choice(len(cell_rays), count, replace=len(cell_rays) < count)
       xs.append(cell_rays[pick])
       ys.append(cell_rgb[pick])
     query = signal.heldout if signal.heldout is not None else scene
