@@ -74,8 +74,6 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
   add('--gemm_size', type=int, default=0, help='0: 2048 on CPU, 8192 elsewhere')
   add('--sine_size', type=int, default=4 * 8100 * 128, help='elements of the sine array')
   add('--fishers', default='diag,kfac')
-  add('--fim_timeout', type=int, default=300, help='seconds for each fisher, measured in '
-      'a child process (kfac deadlocks XLA:CPU on some machines); 0: in this process')
   add('--meta_batch', type=int, default=1, help='episodes per meta-step')
   add('--meta_inner_steps', default='4,16,32', help='inner step counts (memory)')
   add('--meta_time', default='4', help='inner step counts also timed; "all", or "" for none')
@@ -88,8 +86,7 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
   add('--torch_script', default=str(TORCH_SCRIPT))
   add('--torch_threads', type=int, default=0, help='0: torch default')
   add('--torch_rounds', type=int, default=3, help='twin and our step timed in turn')
-  argv = sys.argv[1:] if argv is None else list(argv)
-  return argparse.Namespace(**vars(p.parse_args(argv)), argv=argv)
+  return p.parse_args(argv)
 
 
 def _csv(text: str) -> list[str]:
@@ -242,21 +239,6 @@ def bench_fim(a: argparse.Namespace, sine: str, fisher: str) -> dict:
           'mse_ms_per_step': ms['mcl'], 'ratio_to_mse': ms['mcl_fim'] / ms['mcl']}
 
 
-def fim_in_child(a: argparse.Namespace, fisher: str) -> dict:
-  """bench_fim in a child process under a timeout (kfac can hang XLA:CPU)."""
-  cmd = [sys.executable, '-m', 'mclnf_jax.bench', *a.argv, '--only', 'fim', '--fishers',
-         fisher, '--fim_timeout', '0', '--no-torch']
-  failed = {'bench': 'fim', 'fisher': fisher, 'sine': _csv(a.sines)[0], 'ms_per_step': None,
-            'ratio_to_mse': None}
-  try:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.fim_timeout,
-                         check=False)
-  except subprocess.TimeoutExpired:
-    return failed | {'error': f'no result in {a.fim_timeout} s (hung?)'}
-  fim = [r for r in map(json.loads, _json_lines(out.stdout)) if r['bench'] == 'fim']
-  return fim[0] if fim else failed | {'error': f'exit {out.returncode}: {out.stderr[-300:]}'}
-
-
 def _json_lines(text: str) -> list[str]:
   return [l for l in text.splitlines() if l.startswith('{')]
 
@@ -405,8 +387,7 @@ def run(a: argparse.Namespace) -> list[dict]:
         r = emit(bench_tto(a, sine, setting, with_gemm))
         tto = tto or r                      # the modular step with the first sine
   torch = emit(bench_torch(a, sines[0])) if a.torch else None
-  fim = [emit(fim_in_child(a, f) if a.fim_timeout else bench_fim(a, sines[0], f))
-         for f in _csv(a.fishers)] if 'fim' in only else []
+  fim = [emit(bench_fim(a, sines[0], f)) for f in _csv(a.fishers)] if 'fim' in only else []
   timed = _csv(a.meta_inner_steps) if a.meta_time == 'all' else _csv(a.meta_time)
   metas = [emit(bench_meta(a, sines[0], n, str(n) in timed))
            for n in sorted(int(n) for n in _csv(a.meta_inner_steps))

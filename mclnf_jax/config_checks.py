@@ -27,5 +27,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     _positive(method.width, f'methods.{name}.width')
     _positive(method.tto_lr, f'methods.{name}.tto_lr')
     _positive(method.inner_lr, f'methods.{name}.inner_lr')
+  _positive(config.scene.rays_per_task, 'scene.rays_per_task')
+  if config.scene.tto_rays_per_task < 0:
+    raise UserError(f'config.scene.tto_rays_per_task={config.scene.tto_rays_per_task} must be '
+                    '>= 0 (0: the meta-training rays_per_task)')
   if config.fim.lam < 0:
     raise UserError(f'config.fim.lam={config.fim.lam} must be >= 0')

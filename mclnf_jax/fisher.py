@@ -143,7 +143,10 @@ def quadratic_forms_taps(taps: Taps, fisher: str, damping: float) -> jax.Array:
   for a, d in zip(taps.inputs, taps.scores):
     n, d_in = a.shape
     if fisher == 'diag':
-      f_kernel, f_bias = diag_fisher_of_layer(a, d)
+      # The barriers keep XLA:CPU from fusing F's matmuls with q's into one YNNPACK
+      # fusion, which ran at ~20 GFLOP/s with 4096 samples (step 2.8x MSE -> 2.2x).
+      f_kernel, f_bias = jax.lax.optimization_barrier(diag_fisher_of_layer(a, d))
+      a, d = jax.lax.optimization_barrier((a, d))
       per_unit = (a * a) @ (1.0 / (f_kernel + damp)) + 1.0 / (f_bias + damp)
       total = total + jnp.sum(d * d * per_unit, axis=1)
     elif fisher == 'kfac':

@@ -116,3 +116,11 @@ def test_test_time_scene_keys_keep_the_checkpoint_but_not_the_results():
   other.scene.tto_rays_per_task = 4096
   assert experiment.learner_identity(config, 'mcl') == experiment.learner_identity(other, 'mcl')
   assert experiment.eval_identity(config, 'mcl') != experiment.eval_identity(other, 'mcl')
+
+
+def test_negative_test_time_rays_are_refused():
+  from mclnf_jax import config_checks
+  config = helpers.tiny_config('mcl')
+  config.scene.tto_rays_per_task = -1
+  with pytest.raises(UserError, match='scene.tto_rays_per_task=-1 must be >= 0'):
+    config_checks.check(config)
