@@ -31,7 +31,8 @@ def init_state(learner: Learner, optimizer, key: jax.Array) -> MetaState:
   params = learner.init(key)
   return {'step': jnp.zeros((), jnp.int32), 'params': params,
           'opt_state': optimizer.init(params),
-          'best_params': jax.tree_util.tree_map(jnp.copy, params), 'best_val_mse': jnp.full((), jnp.inf)}
+          'best_params': jax.tree_util.tree_map(jnp.copy, params),
+          'best_val_mse': jnp.full((), jnp.inf)}
 
 
 def batch_loss(learner: Learner, params, batch: Episode):

@@ -5,10 +5,11 @@ they look at, one task per cell, seen in sequence) and optionally held-out views
 evaluation. Each task's context set is `rays_per_task` rays drawn once (seeded) from its
 cell's views (Algorithm 1, line 7); meta-test blocks may draw more (`tto_rays_per_task`):
 test-time adaptation is first-order and cheap, while meta-training's second-order
-memory bounds its ray count, and few rays overfit (held-out views get worse). A prediction is formed by volume rendering the field
-along each ray; routing sends each 3D sample point to the expert of the cell under it
-(Algorithm 1, lines 28-30). Inputs are rays [N, 6] = (origin, unit direction); field
-inputs are points [N, 6] = (xyz, unit direction).
+memory bounds its ray count, and few rays overfit (held-out views get worse). A
+prediction is formed by volume rendering the field along each ray; routing sends each
+3D sample point to the expert of the cell under it (Algorithm 1, lines 28-30). Inputs
+are rays [N, 6] = (origin, unit direction); field inputs are points [N, 6] = (xyz, unit
+direction).
 """
 import dataclasses
 import zlib
