@@ -344,8 +344,8 @@ def goals(tto: Optional[dict], fim: list[dict], metas: list[dict],
       _goal('tto_speedup_vs_torch', (torch or {}).get('speedup_vs_torch'), 1.5, True),
       _goal('tto_fraction_of_gemm', (tto or {}).get('fraction_of_gemm'), 0.6, True),
       _fim_goal(fim),
-      _goal(f'meta_memory_{hi}_over_{lo}', peaks[hi] / peaks[lo] if lo else None, 1.5,
-            False)]}
+      _goal('meta_memory_most_over_fewest_inner_steps',
+            peaks[hi] / peaks[lo] if lo else None, 1.5, False) | {'inner_steps': [lo, hi]}]}
 
 
 def _fim_goal(fim: list[dict]) -> dict:

@@ -43,7 +43,8 @@ def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, mon
   assert metas[0]['ms'] > 0 and metas[1]['ms'] is None
   goals = {g['name']: g for g in lines[-1]['goals']}
   assert set(goals) == {'tto_speedup_vs_torch', 'tto_fraction_of_gemm',
-                        'fim_step_over_mse_step', 'meta_memory_2_over_1'}
+                        'fim_step_over_mse_step', 'meta_memory_most_over_fewest_inner_steps'}
+  assert goals['meta_memory_most_over_fewest_inner_steps']['inner_steps'] == [1, 2]
   assert all(isinstance(g['met'], bool) for g in goals.values())
 
 
@@ -63,5 +64,7 @@ def test_goals_report_missing_values_as_unknown():
       'unmeasured': ['kfac']}
   fim[1]['ratio_to_mse'] = 1.7
   assert bench.goals(None, fim, metas, None)['goals'][2]['met'] is False
-  assert goals['meta_memory_32_over_4']['value'] == 1.4
-  assert goals['meta_memory_32_over_4']['met'] is True
+  memory = goals['meta_memory_most_over_fewest_inner_steps']
+  assert (memory['value'], memory['met'], memory['inner_steps']) == (1.4, True, [4, 32])
+  unmeasured = bench.goals(None, fim, metas[:1], None)['goals'][3]
+  assert (unmeasured['value'], unmeasured['met']) == (None, None)
