@@ -14,6 +14,10 @@ the numbers are those of what users run:
           for each --sines entry: ms per step, GFLOP/s and the fraction of the gemm rate
           (a gemm timed in turn with the step)
   fim     the modular step with the FIM loss (`mcl_fim`, diag and kfac) / the MSE step
+  fim_shapes  the two matmul shapes of one expert's hidden layer, each jitted alone:
+          rows (N x W @ W x W: forward, input gradient, the FIM's q) and contraction
+          ((N x W)^T @ N x W: weight gradient, the diagonal Fisher), and the FIM/MSE
+          ratio they alone would give a hidden layer
   meta    one second-order meta-step of `mcl` per --meta_inner_steps: peak memory
           (compiled memory analysis) and, for --meta_time, its time
   table6  TTO episodes per second as compute_cost measures them for the paper's Table 6
@@ -239,6 +243,30 @@ def bench_fim(a: argparse.Namespace, sine: str, fisher: str) -> dict:
           'mse_ms_per_step': ms['mcl'], 'ratio_to_mse': ms['mcl_fim'] / ms['mcl']}
 
 
+def bench_fim_shapes(a: argparse.Namespace, calls: int = 20) -> dict:
+  """Why the Fisher costs more than its FLOPs: its sample contraction against a row
+  matmul of the same FLOPs, for one expert's N = pixels / tasks samples."""
+  n, w = a.resolution**2 // a.tasks, a.width
+  x, y = (jax.random.normal(jax.random.key(i), (n, w), jnp.float32) for i in (0, 1))
+  m = jax.random.normal(jax.random.key(2), (w, w), jnp.float32)
+  rows = jax.jit(jnp.matmul).lower(x, m).compile()
+  contraction = jax.jit(lambda u, v: u.T @ v).lower(x, y).compile()
+
+  def repeat(fn, *args):
+    def run():                 # one result alive at a time: its buffer is reused
+      for _ in range(calls):
+        _block(fn(*args))
+    return _timer(run, per=calls)
+  ms = interleaved({'rows': repeat(rows, x, m), 'contraction': repeat(contraction, x, y)},
+                   a.repeats)
+  r, c = ms['rows'], ms['contraction']
+  return {'bench': 'fim_shapes', 'samples': n, 'width': w, 'ms': ms,
+          'contraction_over_rows': c / r,
+          # a hidden layer's FIM/MSE step ratio if only matmuls took time: the MSE step
+          # has 2 row matmuls and 1 contraction, the FIM step one more of each
+          'fim_over_mse_matmuls_only': (3 * r + 2 * c) / (2 * r + c)}
+
+
 def _json_lines(text: str) -> list[str]:
   return [l for l in text.splitlines() if l.startswith('{')]
 
@@ -388,6 +416,8 @@ def run(a: argparse.Namespace) -> list[dict]:
         tto = tto or r                      # the modular step with the first sine
   torch = emit(bench_torch(a, sines[0])) if a.torch else None
   fim = [emit(bench_fim(a, sines[0], f)) for f in _csv(a.fishers)] if 'fim' in only else []
+  if fim:
+    emit(bench_fim_shapes(a))
   timed = _csv(a.meta_inner_steps) if a.meta_time == 'all' else _csv(a.meta_time)
   metas = [emit(bench_meta(a, sines[0], n, str(n) in timed))
            for n in sorted(int(n) for n in _csv(a.meta_inner_steps))

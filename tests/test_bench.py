@@ -14,6 +14,7 @@ KEYS = {
     'tto': {'setting', 'learner', 'sine', 'ms_per_step', 'gflop_per_step', 'gflops',
             'gemm_gflops', 'fraction_of_gemm', 'flop_formula', 'params'},
     'fim': {'fisher', 'ms_per_step', 'ratio_to_mse'},
+    'fim_shapes': {'samples', 'width', 'ms', 'contraction_over_rows', 'fim_over_mse_matmuls_only'},
     'meta': {'inner_steps', 'meta_batch', 'ms', 'peak_bytes', 'memory_source'},
     'table6': {'learner', 'tasks', 'steps_per_task', 'ms_per_episode', 'episodes_per_s'},
     'torch': {'torch', 'torch_ms_per_step', 'jax_ms_per_step', 'speedup_vs_torch',
@@ -68,3 +69,12 @@ def test_goals_report_missing_values_as_unknown():
   assert (memory['value'], memory['met'], memory['inner_steps']) == (1.4, True, [4, 32])
   unmeasured = bench.goals(None, fim, metas[:1], None)['goals'][3]
   assert (unmeasured['value'], unmeasured['met']) == (None, None)
+
+
+def test_fim_shapes_bound_counts_the_extra_matmuls(monkeypatch):
+  monkeypatch.setattr(bench, 'interleaved',
+                      lambda timers, rounds: {k: {'rows': 1.0, 'contraction': 2.0}[k]
+                                              for k in timers})
+  r = bench.bench_fim_shapes(bench.parse(TINY), calls=1)
+  assert (r['samples'], r['width']) == (8 * 8 // 4, 8)   # one expert's strip of 4
+  assert r['fim_over_mse_matmuls_only'] == (3 * 1 + 2 * 2) / (2 * 1 + 2)
