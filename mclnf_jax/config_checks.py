@@ -1,6 +1,7 @@
 """Config values checked before anything runs: one-line errors that say what to change."""
 import ml_collections
 
+from mclnf_jax import fisher
 from mclnf_jax.errors import UserError
 
 
@@ -33,3 +34,7 @@ def check(config: ml_collections.ConfigDict) -> None:
                     '>= 0 (0: the meta-training rays_per_task)')
   if config.fim.lam < 0:
     raise UserError(f'config.fim.lam={config.fim.lam} must be >= 0')
+  if config.fim.fisher not in fisher.ESTIMATORS:
+    raise UserError(f'config.fim.fisher={config.fim.fisher!r}: use one of '
+                    f'{", ".join(fisher.ESTIMATORS)}')
+  _positive(config.fim.damping, 'fim.damping')

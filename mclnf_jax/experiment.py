@@ -62,20 +62,25 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 def check_workdir(config: ml_collections.ConfigDict, workdir: str, name: str) -> str:
-  """Creates <workdir>/<name>/ or checks that it holds a run of the same config."""
+  """<workdir>/<name>/, after checking that a run it holds is of the same config."""
   folder = os.path.join(workdir, name)
-  identity = learner_identity(config, name)
   path = os.path.join(folder, 'config.json')
   if os.path.exists(path):
     with open(path) as f:
       stored = json.load(f)
+    identity = learner_identity(config, name)
     if stored != identity:
       raise UserError(f'{folder} holds a {name} run of another config: '
                       f'{_first_difference(stored, identity)}; use a new --workdir or delete it')
-  else:
-    os.makedirs(folder, exist_ok=True)
-    _write_json(path, identity)
   return folder
+
+
+def _claim_workdir(config: ml_collections.ConfigDict, folder: str, name: str) -> None:
+  """Writes the identity that check_workdir compares against, once training starts."""
+  path = os.path.join(folder, 'config.json')
+  if not os.path.exists(path):
+    os.makedirs(folder, exist_ok=True)
+    _write_json(path, learner_identity(config, name))
 
 
 class Signals:
@@ -124,6 +129,7 @@ def meta_train(config: ml_collections.ConfigDict, learner: Learner, signals: Sig
   """Meta-trains (or resumes) one learner; returns its best meta-params."""
   m = config.meta
   optimizer, state = _fresh_state(config, learner)
+  _claim_workdir(config, folder, learner.name)
   manager = _checkpoints(folder)
   latest = manager.latest_step()
   if latest is not None:
@@ -152,8 +158,10 @@ def load_meta_params(config, learner: Learner, folder: str) -> Any:
   """Best meta-params of a meta-training run (random init if not meta-learned)."""
   if not learner.meta_learned:
     return learner.init(jax.random.key(config.seed))
-  manager = _checkpoints(folder)
-  latest = manager.latest_step()
+  latest = None
+  if os.path.isdir(os.path.join(folder, 'checkpoints')):
+    manager = _checkpoints(folder)
+    latest = manager.latest_step()
   if latest is None:
     raise UserError(f'no meta-trained checkpoint for {learner.name} in {folder}: '
                     'run with --mode=train (or train_and_eval) first')
@@ -253,10 +261,14 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_
   config_checks.check(config)
   modality = modalities.make_modality(config)
   signals = Signals(config, modality)
-  os.makedirs(workdir, exist_ok=True)
   names = learners.names(config)
   built = {name: learners.build(config, name, modality) for name in names}
   folders = {name: check_workdir(config, workdir, name) for name in names}
+  # The data a run needs is loaded (and so checked) before anything is written.
+  if mode != 'eval' and any(learner.meta_learned for learner in built.values()):
+    signals.train_val()
+  if mode != 'train':
+    signals.test()
   meta_params = {}
   if mode in ('train', 'train_and_eval'):
     for name, learner in built.items():
@@ -264,13 +276,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_
         meta_params[name] = meta_train(config, learner, signals, folders[name])
   if mode == 'train':
     return {}
+  for name, learner in built.items():     # every checkpoint found before any evaluation
+    if name not in meta_params:
+      meta_params[name] = load_meta_params(config, learner, folders[name])
   results_dir = os.path.join(workdir, 'results')
   os.makedirs(results_dir, exist_ok=True)
-  results = {}
-  for name, learner in built.items():
-    params = meta_params.get(name)
-    if params is None:
-      params = load_meta_params(config, learner, folders[name])
-    results[name] = evaluate_learner(config, learner, modality, params, signals, results_dir)
+  results = {name: evaluate_learner(config, learner, modality, meta_params[name], signals,
+                                    results_dir) for name, learner in built.items()}
   write_report(config, modality, results, signals, workdir)
   return results

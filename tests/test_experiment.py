@@ -84,10 +84,11 @@ def test_interrupted_meta_training_resumes_to_the_same_state(tmp_path, monkeypat
     np.testing.assert_array_equal(x, y)
 
 
-def test_eval_without_training_says_what_to_do(tmp_path):
-  config = image_config(tmp_path, learners='mcl')
-  with pytest.raises(UserError, match='run with --mode=train'):
+def test_eval_without_training_says_what_to_do_and_writes_nothing(tmp_path):
+  config = image_config(tmp_path, learners='ol,mcl')
+  with pytest.raises(UserError, match='no meta-trained checkpoint for mcl.*run with --mode=train'):
     experiment.run(config, str(tmp_path / 'w'), 'eval')
+  assert not (tmp_path / 'w').exists()     # not even OL's results: checked before evaluating
 
 
 def run_main(*flags):
@@ -101,6 +102,7 @@ def run_main(*flags):
     (['--config.tasks.blocks=(1,7)'], 'does not split into (1, 7) equal blocks'),
     (['--config.data.name=ffhq', '--config.data.root=/no/such/folder'], '/no/such/folder'),
     (['--mode=serve'], 'serve'),
+    (['--config.fim.fisher=full'], "config.fim.fisher='full': use one of exact, diag, kfac"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, flags, message):
   done = run_main('--config=configs/quickstart.py', f'--workdir={tmp_path}', *flags)
@@ -108,6 +110,7 @@ def test_cli_bad_input_is_one_line(tmp_path, flags, message):
   error_lines = [l for l in done.stderr.splitlines() if l.startswith(('error:', 'FATAL'))]
   assert len(error_lines) == 1 and message in error_lines[0], done.stderr[-2000:]
   assert 'Traceback' not in done.stderr
+  assert not list(tmp_path.iterdir())      # a refused run leaves the workdir empty
 
 
 def test_test_time_scene_keys_keep_the_checkpoint_but_not_the_results():
