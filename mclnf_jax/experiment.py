@@ -259,6 +259,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_
   if mode not in MODES:
     raise UserError(f'unknown --mode={mode}: use one of {", ".join(MODES)}')
   config_checks.check(config)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f'--workdir={workdir} is a file: name a folder')
   modality = modalities.make_modality(config)
   signals = Signals(config, modality)
   names = learners.names(config)

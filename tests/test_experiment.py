@@ -91,6 +91,13 @@ def test_eval_without_training_says_what_to_do_and_writes_nothing(tmp_path):
   assert not (tmp_path / 'w').exists()     # not even OL's results: checked before evaluating
 
 
+def test_a_file_as_workdir_is_refused(tmp_path):
+  afile = tmp_path / 'afile'
+  afile.write_text('')
+  with pytest.raises(UserError, match='is a file: name a folder'):
+    experiment.run(image_config(tmp_path, learners='ol'), str(afile), 'eval')
+
+
 def run_main(*flags):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   return subprocess.run([sys.executable, '-m', 'mclnf_jax.main', *flags], capture_output=True,
@@ -103,6 +110,9 @@ def run_main(*flags):
     (['--config.data.name=ffhq', '--config.data.root=/no/such/folder'], '/no/such/folder'),
     (['--mode=serve'], 'serve'),
     (['--config.fim.fisher=full'], "config.fim.fisher='full': use one of exact, diag, kfac"),
+    (['--config.learners='], 'config.learners is empty'),
+    (['--config.methods.mcl.tto_opt=adamw'], "unknown optimizer 'adamw'"),
+    (['--config.field.sine=cheap'], "unknown sine 'cheap'"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, flags, message):
   done = run_main('--config=configs/quickstart.py', f'--workdir={tmp_path}', *flags)

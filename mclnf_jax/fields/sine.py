@@ -19,6 +19,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from mclnf_jax.errors import UserError
+
 FAST_SINE_RANGE = 1e5   # |x| up to which 'fast' is accurate to 1e-6 absolute
 
 _INV_PI = 0.3183098861837907
@@ -104,5 +106,5 @@ SINES: dict[str, Callable[[jax.Array], jax.Array]] = {'exact': jnp.sin, 'fast': 
 
 def get_sine(name: str) -> Callable[[jax.Array], jax.Array]:
   if name not in SINES:
-    raise ValueError(f'unknown sine {name!r}; choose one of {sorted(SINES)}')
+    raise UserError(f'unknown sine {name!r}: use one of {", ".join(sorted(SINES))}')
   return SINES[name]

@@ -50,4 +50,8 @@ def build(config: ml_collections.ConfigDict, name: str, modality: Modality) -> L
 
 
 def names(config: ml_collections.ConfigDict) -> list[str]:
-  return [n.strip() for n in config.learners.split(',') if n.strip()]
+  """The learners a run compares, in the order of config.learners (at least one)."""
+  found = [n.strip() for n in config.learners.split(',') if n.strip()]
+  if not found:
+    raise UserError('config.learners is empty: name at least one of ' + ','.join(AVAILABLE))
+  return found

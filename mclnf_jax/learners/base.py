@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mclnf_jax.errors import UserError
 from mclnf_jax.tasks import ApplyFn, Episode
 
 Params = Any
@@ -43,7 +44,7 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
     return optax.sgd(lr)
   if name == 'adam':
     return optax.adam(lr)
-  raise ValueError(f'unknown optimizer {name!r}: use sgd or adam')
+  raise UserError(f'unknown optimizer {name!r}: use sgd or adam')
 
 
 def run_steps(step_fn: Callable[[Any], Any], carry: Any, steps: Any) -> Any:
