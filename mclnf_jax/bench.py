@@ -160,14 +160,20 @@ def _timer(fn: Callable[[], Any], per: int = 1) -> Callable[[], float]:
   return once
 
 
-def interleaved(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-  """Median of each timer, called in turn `rounds` times: on a shared machine all of
+def interleaved_runs(timers: dict[str, Callable[[], float]],
+                     rounds: int) -> dict[str, list[float]]:
+  """Every time of each timer, called in turn `rounds` times: on a shared machine all of
   them see the same load, so their ratios hold better than their values."""
   times = {k: [] for k in timers}
   for _ in range(rounds):
     for k, once in timers.items():
       times[k].append(once())
-  return {k: statistics.median(v) for k, v in times.items()}
+  return times
+
+
+def interleaved(timers: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
+  """The median of each timer's interleaved_runs."""
+  return {k: statistics.median(v) for k, v in interleaved_runs(timers, rounds).items()}
 
 
 def bench_gemm(a: argparse.Namespace) -> dict:
@@ -235,12 +241,16 @@ def bench_tto(a: argparse.Namespace, sine: str, setting: str, with_gemm: bool) -
 
 
 def bench_fim(a: argparse.Namespace, sine: str, fisher: str) -> dict:
-  """The FIM step and the MSE step of the modular learner, timed in turn."""
+  """The FIM step and the MSE step of the modular learner, timed in turn: the ratio of
+  their medians and the range of the ratios within a round."""
   timers = {name: step_timer(make_setting(a, name, sine, fisher=fisher), a)[0]
             for name in ('mcl', 'mcl_fim')}
-  ms = interleaved(timers, a.repeats)
+  runs = interleaved_runs(timers, a.repeats)
+  ms = {k: statistics.median(v) for k, v in runs.items()}
+  per_round = [f / m for f, m in zip(runs['mcl_fim'], runs['mcl'])]
   return {'bench': 'fim', 'fisher': fisher, 'sine': sine, 'ms_per_step': ms['mcl_fim'],
-          'mse_ms_per_step': ms['mcl'], 'ratio_to_mse': ms['mcl_fim'] / ms['mcl']}
+          'mse_ms_per_step': ms['mcl'], 'ratio_to_mse': ms['mcl_fim'] / ms['mcl'],
+          'ratio_range': [min(per_round), max(per_round)]}
 
 
 def bench_fim_shapes(a: argparse.Namespace, calls: int = 20) -> dict:

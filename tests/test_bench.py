@@ -13,7 +13,7 @@ KEYS = {
     'sine': {'size', 'ms', 'grad_ms', 'speedup_vs_exact'},
     'tto': {'setting', 'learner', 'sine', 'ms_per_step', 'gflop_per_step', 'gflops',
             'gemm_gflops', 'fraction_of_gemm', 'flop_formula', 'params'},
-    'fim': {'fisher', 'ms_per_step', 'ratio_to_mse'},
+    'fim': {'fisher', 'ms_per_step', 'ratio_to_mse', 'ratio_range'},
     'fim_shapes': {'samples', 'width', 'ms', 'contraction_over_rows', 'fim_over_mse_matmuls_only'},
     'meta': {'inner_steps', 'meta_batch', 'ms', 'peak_bytes', 'memory_source'},
     'table6': {'learner', 'tasks', 'steps_per_task', 'ms_per_episode', 'episodes_per_s'},
