@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from mclnf_jax import compute_cost, learners, meta
+from mclnf_jax import compute_cost, learners, meta, process
 from mclnf_jax.tasks import Episode
 from mclnf_jax.tasks.scene import SceneTasks
 
@@ -44,6 +44,7 @@ def synthetic_batch(modality: SceneTasks, batch: int, rays: int) -> Episode:
 
 def main(argv):
   del argv
+  process.limit_blas_threads()
   config = flags.FLAGS.config
   r, s = config.render, config.scene
   modality = SceneTasks(grid=tuple(config.tasks.blocks), bounds=(-1.0, 1.0, -1.0, 1.0),

@@ -18,7 +18,7 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mclnf_jax import compute_cost, experiment, learners, logs, modalities, report
+from mclnf_jax import compute_cost, experiment, learners, logs, modalities, process, report
 from mclnf_jax.errors import UserError
 
 config_flags.DEFINE_config_file('config', None, 'The main config (configs/*.py).',
@@ -63,6 +63,7 @@ def compute_rows(config, results: dict, workdir: str, tto_steps: int) -> list[di
 def main(argv):
   del argv
   logs.quiet_libraries()
+  process.limit_blas_threads()
   FLAGS = flags.FLAGS
   try:
     configs = [FLAGS.config] + [load_config_file(p) for p in FLAGS.more_configs]

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mclnf_jax import compute_cost, config_base, meta, modalities
+from mclnf_jax import compute_cost, config_base, meta, modalities, process
 from mclnf_jax.fields import param_count
 from mclnf_jax.fields.sine import get_sine
 from mclnf_jax.fields.siren import layer_dims
@@ -440,6 +440,7 @@ def run(a: argparse.Namespace) -> list[dict]:
 
 
 def main(argv: Optional[list[str]] = None) -> list[dict]:
+  process.limit_blas_threads()
   return run(parse(argv))
 
 

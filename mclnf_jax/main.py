@@ -11,7 +11,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mclnf_jax import experiment, logs
+from mclnf_jax import experiment, logs, process
 from mclnf_jax.errors import UserError
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
@@ -25,6 +25,7 @@ flags.mark_flags_as_required(['config'])
 def main(argv):
   del argv
   logs.quiet_libraries()
+  process.limit_blas_threads()
   jax.config.update('jax_compilation_cache_dir',
                     os.path.expanduser('~/.cache/mclnf_jax/xla'))
   config = flags.FLAGS.config
