@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from mclnf_jax import experiment, meta
+from mclnf_jax import config_checks, experiment, meta
 from mclnf_jax.errors import UserError
 from tests import helpers
 
@@ -132,7 +132,6 @@ def test_test_time_scene_keys_keep_the_checkpoint_but_not_the_results():
 
 
 def test_negative_test_time_rays_are_refused():
-  from mclnf_jax import config_checks
   config = helpers.tiny_config('mcl')
   config.scene.tto_rays_per_task = -1
   with pytest.raises(UserError, match='scene.tto_rays_per_task=-1 must be >= 0'):
