@@ -19,7 +19,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mclnf_jax import compute_cost, learners, meta, process
-from mclnf_jax.tasks import Episode
+from mclnf_jax.types import Episode
 from mclnf_jax.tasks.scene import SceneTasks
 
 config_flags.DEFINE_config_file('config', None, 'A NeRF config.', lock_config=True)

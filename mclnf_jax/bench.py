@@ -50,7 +50,7 @@ from mclnf_jax.fields import param_count
 from mclnf_jax.fields.sine import get_sine
 from mclnf_jax.fields.siren import layer_dims
 from mclnf_jax.learners import build
-from mclnf_jax.tasks import stack_episodes
+from mclnf_jax.types import stack_episodes
 
 MEASUREMENTS = ('gemm', 'sine', 'tto', 'fim', 'meta', 'table6')
 TORCH_SCRIPT = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'bench'

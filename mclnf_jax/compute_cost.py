@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from mclnf_jax.fields import param_count
 from mclnf_jax.learners.base import Learner
-from mclnf_jax.tasks import Episode
+from mclnf_jax.types import Episode
 
 MIB = 2**20
 

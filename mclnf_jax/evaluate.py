@@ -14,7 +14,8 @@ import numpy as np
 from absl import logging
 
 from mclnf_jax.learners.base import Learner
-from mclnf_jax.tasks import Episode, Modality
+from mclnf_jax.tasks import Modality
+from mclnf_jax.types import Episode
 
 
 def eval_steps(max_steps: int) -> list[int]:

@@ -22,7 +22,8 @@ from absl import logging
 from mclnf_jax import config_checks, evaluate, learners, meta, modalities, report
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners.base import Learner
-from mclnf_jax.tasks import Episode, Modality, stack_episodes
+from mclnf_jax.tasks import Modality
+from mclnf_jax.types import Episode, stack_episodes
 
 MODES = ('train', 'eval', 'train_and_eval')
 
@@ -199,7 +200,8 @@ def evaluate_learner(config, learner: Learner, modality: Modality, meta_params: 
     keep = min(len(group), max(0, config.eval.num_grid - start))
     values, preds, states, secs = evaluator.curves(meta_params, signals.episodes(group),
                                                    steps, keep=keep)
-    save_flythroughs(modality, learner, states, group[:keep], start, results_dir)
+    report.save_flythroughs(modality, learner.name, learner.predict, states, group[:keep],
+                            start, results_dir)
     for k, v in values.items():
       per_signal.setdefault(k, []).append(v)
     kept.append(preds)
@@ -214,44 +216,6 @@ def evaluate_learner(config, learner: Learner, modality: Modality, meta_params: 
   os.replace(recon_path + '.tmp.npz', recon_path)
   _write_json(path, result)
   return result
-
-
-def save_flythroughs(modality: Modality, learner: Learner, states, signals, first: int,
-                     results_dir: str) -> None:
-  """Scenes: a GIF flown around each kept block, rendered from its adapted field."""
-  if not hasattr(modality, 'flythrough_rays'):
-    return
-  predict = jax.jit(learner.predict)
-  for i, signal in enumerate(signals):
-    state = jax.tree_util.tree_map(lambda x: x[i], states)
-    rgb = np.asarray(predict(state, modality.flythrough_rays(signal)))
-    name = f'{learner.name}_flythrough_{first + i}.gif'
-    modality.save_flythrough(os.path.join(results_dir, name), rgb)
-
-
-def write_report(config, modality: Modality, results: dict[str, dict], signals: Signals,
-                 workdir: str) -> None:
-  steps = next(iter(results.values()))['steps']
-  curves = {name: {k: np.asarray(v) for k, v in r['curves'].items()}
-            for name, r in results.items()}
-  metrics = sorted({k for c in curves.values() for k in c})
-  for metric in metrics:
-    report.write_table(os.path.join(workdir, f'table_{metric}'), steps, curves, metric)
-    report.plot_curves(os.path.join(workdir, f'curves_{metric}.png'), steps, curves, metric)
-  report.write_curves_csv(os.path.join(workdir, 'curves.csv'), steps, curves)
-  # Reconstructions at each method's best step (by the first metric), as in Fig. 3.
-  main_metric = metrics[0] if 'psnr' not in metrics else 'psnr'
-  test = signals.episodes(signals.test()[:config.eval.num_grid])
-  truths = [modality.to_signal(y) for y in test.query_y]
-  recons, scores = [{} for _ in truths], [{} for _ in truths]
-  for name, r in results.items():
-    recon = np.load(os.path.join(workdir, 'results', f'{name}.npz'))['recon']
-    best = int(np.nanargmax(r['curves'][main_metric]))
-    for i in range(len(truths)):
-      recons[i][name] = recon[i, best]
-      scores[i][name] = r['per_signal'][main_metric][i][best]
-  if len(truths):
-    modality.save_visuals(os.path.join(workdir, 'reconstructions'), truths, recons, scores)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_eval') -> dict:
@@ -285,5 +249,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_
   os.makedirs(results_dir, exist_ok=True)
   results = {name: evaluate_learner(config, learner, modality, meta_params[name], signals,
                                     results_dir) for name, learner in built.items()}
-  write_report(config, modality, results, signals, workdir)
+  shown = signals.episodes(signals.test()[:config.eval.num_grid])
+  report.write_report(workdir, modality, results, shown)
   return results

@@ -16,7 +16,7 @@ import optax
 from absl import logging
 
 from mclnf_jax.learners.base import Learner
-from mclnf_jax.tasks import Episode
+from mclnf_jax.types import Episode
 
 MetaState = dict[str, Any]
 

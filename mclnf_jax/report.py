@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
+import jax
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -511,3 +512,42 @@ def _show(ax, image: np.ndarray | None, title: str, below: str) -> None:
                     '[H, W] arrays in [0, 1].')
   ax.imshow(image, cmap='gray' if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
             interpolation='nearest')
+
+
+# ------------------------------------------------------------ a run's outputs ---
+
+
+def save_flythroughs(modality, name: str, predict, states, signals, first: int,
+                     results_dir: str) -> None:
+  """Scenes: a GIF flown around each kept block, rendered from its adapted field."""
+  if not hasattr(modality, 'flythrough_rays'):
+    return
+  predict = jax.jit(predict)
+  for i, signal in enumerate(signals):
+    state = jax.tree_util.tree_map(lambda x: x[i], states)
+    rgb = np.asarray(predict(state, modality.flythrough_rays(signal)))
+    modality.save_flythrough(os.path.join(results_dir, f'{name}_flythrough_{first + i}.gif'), rgb)
+
+
+def write_report(workdir: str, modality, results: dict[str, dict], shown) -> None:
+  """Tables, curves and reconstructions of a run; `shown`: the episodes of the signals drawn."""
+  steps = next(iter(results.values()))['steps']
+  curves = {name: {k: np.asarray(v) for k, v in r['curves'].items()}
+            for name, r in results.items()}
+  metrics = sorted({k for c in curves.values() for k in c})
+  for metric in metrics:
+    write_table(os.path.join(workdir, f'table_{metric}'), steps, curves, metric)
+    plot_curves(os.path.join(workdir, f'curves_{metric}.png'), steps, curves, metric)
+  write_curves_csv(os.path.join(workdir, 'curves.csv'), steps, curves)
+  # Reconstructions at each method's best step (by the first metric), as in Fig. 3.
+  main_metric = metrics[0] if 'psnr' not in metrics else 'psnr'
+  truths = [modality.to_signal(y) for y in shown.query_y]
+  recons, scores = [{} for _ in truths], [{} for _ in truths]
+  for name, r in results.items():
+    recon = np.load(os.path.join(workdir, 'results', f'{name}.npz'))['recon']
+    best = int(np.nanargmax(r['curves'][main_metric]))
+    for i in range(len(truths)):
+      recons[i][name] = recon[i, best]
+      scores[i][name] = r['per_signal'][main_metric][i][best]
+  if len(truths):
+    modality.save_visuals(os.path.join(workdir, 'reconstructions'), truths, recons, scores)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from mclnf_jax import config_base
-from mclnf_jax.tasks import stack_episodes
+from mclnf_jax.types import stack_episodes
 from mclnf_jax.tasks.image import ImageTasks
 
 

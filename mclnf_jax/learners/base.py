@@ -20,11 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from mclnf_jax.errors import UserError
-from mclnf_jax.tasks import ApplyFn, Episode
-
-Params = Any
-State = Any
-LossFn = Callable[[ApplyFn, Params, jax.Array, jax.Array], jax.Array]
+from mclnf_jax.types import ApplyFn, Episode, LossFn, Params, State
 
 
 class Learner(NamedTuple):

@@ -20,7 +20,7 @@ import optax
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners import base
 from mclnf_jax.learners.setup import Setup
-from mclnf_jax.tasks import Episode
+from mclnf_jax.types import Episode
 
 Buffer = dict[str, jax.Array]
 SEED = 0   # the buffer's PRNG seed (reservoir choices and replay draws)

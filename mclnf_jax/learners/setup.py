@@ -1,17 +1,19 @@
-"""What every learner is built from: the field, the modality and the optimisers."""
-from typing import NamedTuple
+"""What every learner is built from: the field, the task spec and the optimisers."""
+from typing import Callable, NamedTuple
 
+import jax
 import ml_collections
 import optax
 
 from mclnf_jax.fields import Field
-from mclnf_jax.learners.base import LossFn
-from mclnf_jax.tasks import Modality
+from mclnf_jax.types import ApplyFn, LossFn
 
 
 class Setup(NamedTuple):
   field: Field                            # one network (or one expert)
-  modality: Modality
+  predict_fn: Callable[[ApplyFn], ApplyFn]  # forms predictions from a field (TaskSpec.predictor)
+  route: Callable[[jax.Array], jax.Array]   # G(x): field inputs -> [N, num_tasks] weights
+  num_tasks: int                          # T: experts of the modular learners
   loss: LossFn                            # inner-loop and meta-objective loss
   tto_opt: optax.GradientTransformation   # test-time optimiser (evaluation)
   inner_opt: optax.GradientTransformation # inner optimiser during meta-training
@@ -20,6 +22,6 @@ class Setup(NamedTuple):
   method: ml_collections.ConfigDict       # config.methods.<name>: the learner's own keys
 
   @property
-  def apply(self):
-    """Prediction of one network, (params, x) -> y: the modality forms it from the field."""
-    return self.modality.predictor(self.field.apply)
+  def apply(self) -> ApplyFn:
+    """Prediction of one network, (params, x) -> y, formed from the field."""
+    return self.predict_fn(self.field.apply)

@@ -5,27 +5,12 @@ A modality decides three things and nothing else: how a signal becomes an `Episo
 a field (`predictor`: identity here, volume rendering for scenes) and which metrics apply.
 Learners, losses, meta-training and evaluation only ever see `Episode`s and these hooks.
 """
-from typing import Any, Callable, NamedTuple, Protocol
+from typing import Protocol
 
 import jax
 import numpy as np
 
-
-class Episode(NamedTuple):
-  """One signal seen as T tasks (a pytree; stack episodes on a leading axis to batch).
-
-  context_x: [T, m, d_x]  inputs of each task's context set, in arrival order.
-  context_y: [T, m, d_y]  targets of each task.
-  query_x:   [Q, d_x]     the whole signal (or held-out views) for metrics.
-  query_y:   [Q, d_y]
-  """
-  context_x: Any
-  context_y: Any
-  query_x: Any
-  query_y: Any
-
-
-ApplyFn = Callable[[Any, jax.Array], jax.Array]
+from mclnf_jax.types import ApplyFn, Episode, TaskSpec
 
 
 class Modality(Protocol):
@@ -52,5 +37,8 @@ class Modality(Protocol):
     """Jittable metrics on signals in their own shape."""
 
 
-def stack_episodes(episodes: list[Episode]) -> Episode:
-  return Episode(*(np.stack(parts) for parts in zip(*episodes)))
+def task_spec(modality: Modality) -> TaskSpec:
+  """What a learner needs of a modality, as plain numbers and functions."""
+  return TaskSpec(in_dim=modality.in_dim, out_dim=modality.out_dim,
+                  num_tasks=modality.num_tasks, predictor=modality.predictor,
+                  route=modality.route)

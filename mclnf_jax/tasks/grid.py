@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mclnf_jax.errors import UserError
-from mclnf_jax.tasks import Episode
+from mclnf_jax.types import Episode
 
 SPLITS = ('grid', 'resolution')
 

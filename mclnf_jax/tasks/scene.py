@@ -22,7 +22,7 @@ import numpy as np
 from mclnf_jax import render
 from mclnf_jax.data.scene import Scene, views_by_cell
 from mclnf_jax.errors import UserError
-from mclnf_jax.tasks import Episode
+from mclnf_jax.types import Episode
 from mclnf_jax.tasks.image import rgb_metrics
 
 
