@@ -2,14 +2,13 @@
 
 --config.data.name=librispeech reads TFDS (needs the `tf` extra); audio_dir reads a
 folder of .flac/.wav files (e.g. the extracted LibriSpeech tree) with no TensorFlow.
+`--config=configs/audio_librispeech.py:cpu`: the CPU scale (1-second clips).
 """
-from mclnf_jax import config_paper
+from mclnf_jax.configs import paper
 
 
-def get_config():
-  c = config_paper.paper_grid_config('audio')
+def get_config(variant=''):
+  c = paper.audio(variant)
   c.name = 'audio_librispeech'
-  c.data.update(name='audio_dir', root='', seconds=3.0)
-  c.tasks.update(blocks=(4,), split='grid')
-  c.field.update(w0=30.0, w0_first=3000.0)   # Sitzmann et al.'s audio SIREN
+  c.data.update(name='audio_dir', root='')
   return c

@@ -1,13 +1,13 @@
 """CelebA 180x180 (178x178 crop + 1-pixel pad), 4 strips of 180x45 (paper, section 5.2).
 
 Needs TFDS `celeb_a` prepared as array_record under --config.data.root.
+`--config=configs/image_celeba.py:cpu` is the same data at the CPU scale (32x32).
 """
-from mclnf_jax import config_paper
+from mclnf_jax.configs import paper
 
 
-def get_config():
-  c = config_paper.paper_grid_config('image')
+def get_config(variant=''):
+  c = paper.image(variant, resolution=180)
   c.name = 'image_celeba'
-  c.data.update(name='celeb_a', root='~/tensorflow_datasets', resolution=180)
-  c.tasks.update(blocks=(1, 4), split='grid')
+  c.data.update(name='celeb_a', root='~/tensorflow_datasets')
   return c

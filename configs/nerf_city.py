@@ -2,12 +2,14 @@
 
 python -m mclnf_jax.main --config=configs/nerf_city.py --workdir=workdir/nerf_city
 """
-from mclnf_jax import config_nerf
+from mclnf_jax.configs import nerf
 
 
-def get_config():
-  c = config_nerf.paper_nerf_config()
+def get_config(variant=''):
+  c = nerf.nerf(variant)
   c.name = 'nerf_city'
-  c.data.update(name='city', resolution=96, num_val=2, num_test=9)
-  c.scene.update(num_blocks=40, views_per_cell=16, heldout_views=8)
+  c.data.name = 'city'
+  if not variant:
+    c.data.update(resolution=96, num_val=2, num_test=9)
+    c.scene.update(num_blocks=40, views_per_cell=16, heldout_views=8)
   return c

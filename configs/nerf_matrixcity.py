@@ -8,11 +8,11 @@ views in block_N_test/; views are resized to 480x270 on load and cached per bloc
 the data this exits with a one-line message; configs/nerf_quickstart.py runs offline.
 Blocks 1-4, 7-9 meta-train and 5, 6, 10 meta-test (70/30, as the paper).
 """
-from mclnf_jax import config_nerf
+from mclnf_jax.configs import nerf
 
 
-def get_config():
-  c = config_nerf.paper_nerf_config()
+def get_config(variant=''):
+  c = nerf.nerf(variant)
   c.name = 'nerf_matrixcity'
   c.data.update(name='matrixcity', root='', num_val=1, num_test=3)
   c.scene.update(train_blocks='1,2,3,4,7,8,9', test_blocks='5,6,10', scale=0.01,

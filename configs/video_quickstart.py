@@ -2,19 +2,13 @@
 
 python -m mclnf_jax.main --config=configs/video_quickstart.py --workdir=workdir/video_quickstart
 
-4 frames of 32x32 per clip, one frame per task; (t, row, col) -> RGB.
+The paper's video setting at its CPU scale: 4 frames of 32x32 per clip, one frame per task.
 """
-from mclnf_jax import config_paper
+from mclnf_jax.configs import paper
 
 
 def get_config():
-  c = config_paper.paper_grid_config('video')
+  c = paper.video('cpu')
   c.name = 'video_quickstart'
-  c.data.update(name='embedded', root='', resolution=32, frames=4, frame_stride=1,
-                num_val=8, num_test=8)
-  c.tasks.update(blocks=(4, 1, 1), split='grid')
-  config_paper.cpu_sized(c)
-  c.meta.update(steps=300, batch_size=2, lr=5e-4, inner_steps=3,
-                val_every=100, log_every=50, save_every=300)
-  c.eval.update(max_steps=128, batch_size=4, num_grid=1)
+  c.data.update(name='embedded', root='')
   return c

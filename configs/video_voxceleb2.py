@@ -2,14 +2,13 @@
 
 The field takes (t, row, col); 4 experts of width 128 along time against one network of
 width 256. --config.data.root: folders of extracted frames or .mp4 files.
+`--config=configs/video_voxceleb2.py:cpu`: the CPU scale (32x32).
 """
-from mclnf_jax import config_paper
+from mclnf_jax.configs import paper
 
 
-def get_config():
-  c = config_paper.paper_grid_config('video')
+def get_config(variant=''):
+  c = paper.video(variant, resolution=112)
   c.name = 'video_voxceleb2'
-  c.data.update(name='voxceleb2', root='', resolution=112, frames=4, frame_stride=0)
-  c.tasks.update(blocks=(4, 1, 1), split='grid')
-  c.meta.batch_size = 4
+  c.data.update(name='voxceleb2', root='')
   return c

@@ -20,10 +20,11 @@ from ml_collections import config_flags
 
 from mclnf_jax import compute_cost, learners, meta, process
 from mclnf_jax.types import Episode
+from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.scene import SceneTasks
 
 config_flags.DEFINE_config_file('config', None, 'A NeRF config.', lock_config=True)
-flags.DEFINE_string('learner', 'mcl', 'Learner whose meta-step is measured.')
+flags.DEFINE_string('learner', 'modular', 'Learner whose meta-step is measured.')
 flags.DEFINE_bool('compile_only', False, 'Plan memory only; do not time anything.')
 flags.DEFINE_integer('query_rays', 4096, 'Rays rendered per timing.')
 
@@ -47,12 +48,12 @@ def main(argv):
   process.limit_blas_threads()
   config = flags.FLAGS.config
   r, s = config.render, config.scene
-  modality = SceneTasks(grid=tuple(config.tasks.blocks), bounds=(-1.0, 1.0, -1.0, 1.0),
+  modality = SceneTasks(grid=tuple(config.tasks.grid), bounds=(-1.0, 1.0, -1.0, 1.0),
                         near=0.1, far=4.0, image_shape=(config.data.resolution,) * 2,
                         query_views=1, rays_per_task=s.rays_per_task,
                         num_samples=r.num_samples, hierarchical_samples=r.hierarchical_samples,
                         chunk=r.chunk)
-  learner = learners.build(config, flags.FLAGS.learner, modality)
+  learner = learners.build(config, flags.FLAGS.learner, task_spec(modality))
   m = config.meta
   optimizer = meta.outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
   state = meta.init_state(learner, optimizer, jax.random.key(0))

@@ -20,6 +20,7 @@ from ml_collections import config_flags
 
 from mclnf_jax import compute_cost, experiment, learners, logs, modalities, process, report
 from mclnf_jax.errors import UserError
+from mclnf_jax.tasks import task_spec
 
 config_flags.DEFINE_config_file('config', None, 'The main config (configs/*.py).',
                                 lock_config=True)
@@ -30,12 +31,14 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def load_config_file(path: str):
+  """A config file as `--config` reads it: `configs/x.py` or `configs/x.py:variant`."""
+  path, _, variant = str(path).partition(':')
   if not os.path.exists(path):
     raise UserError(f'config file {path} does not exist')
   spec = importlib.util.spec_from_file_location('extra_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config()
+  return module.get_config(variant) if variant else module.get_config()
 
 
 def compute_rows(config, results: dict, workdir: str, tto_steps: int) -> list[dict]:
@@ -46,8 +49,8 @@ def compute_rows(config, results: dict, workdir: str, tto_steps: int) -> list[di
                                               signals.episodes(signals.test()[:1]))
   rows = []
   for name in learners.names(config):
-    learner = learners.build(config, name, modality)
-    params = experiment.load_meta_params(config, learner, os.path.join(workdir, name))
+    learner = learners.build(config, name, task_spec(modality))
+    params = experiment.meta_params(config, learner, os.path.join(workdir, name))
     steps = results[name]['steps']
     k = min(tto_steps, steps[-1])
     cost = compute_cost.tto_cost(learner, params, episode, k)

@@ -13,7 +13,7 @@ the numbers are those of what users run:
           experts, each on its own strip) and of the single network (`ol`: every pixel),
           for each --sines entry: ms per step, GFLOP/s and the fraction of the gemm rate
           (a gemm timed in turn with the step)
-  fim     the modular step with the FIM loss (`mcl_fim`, diag and kfac) / the MSE step
+  fim     the modular step with the FIM loss (`modular_fim`, diag and kfac) / the MSE step
   fim_shapes  the two matmul shapes of one expert's hidden layer, each jitted alone:
           rows (N x W @ W x W: forward, input gradient, the FIM's q) and contraction
           ((N x W)^T @ N x W: weight gradient, the diagonal Fisher), and the FIM/MSE
@@ -45,11 +45,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mclnf_jax import compute_cost, config_base, meta, modalities, process
+from mclnf_jax import compute_cost, meta, modalities, process
+from mclnf_jax.configs import base
 from mclnf_jax.fields import param_count
 from mclnf_jax.fields.sine import get_sine
 from mclnf_jax.fields.siren import layer_dims
 from mclnf_jax.learners import build
+from mclnf_jax.tasks import task_spec
 from mclnf_jax.types import stack_episodes
 
 MEASUREMENTS = ('gemm', 'sine', 'tto', 'fim', 'meta', 'table6')
@@ -83,7 +85,7 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
   add('--meta_time', default='4', help='inner step counts also timed; "all", or "" for none')
   add('--meta_repeats', type=int, default=3)
   add('--table6_steps', type=int, default=128, help='TTO steps per task')
-  add('--table6_learners', default='mcl')
+  add('--table6_learners', default='modular')
   add('--table6_repeats', type=int, default=3)
   add('--torch', action=argparse.BooleanOptionalAction, default=False,
       help='also run the PyTorch twin (needs torch)')
@@ -97,7 +99,7 @@ def _csv(text: str) -> list[str]:
   return [t.strip() for t in text.split(',') if t.strip()]
 
 
-def _block(tree: Any) -> Any:
+def _ready(tree: Any) -> Any:
   return jax.block_until_ready(tree)
 
 
@@ -124,18 +126,18 @@ def _image(a: argparse.Namespace, seed: int) -> np.ndarray:
 def make_setting(a: argparse.Namespace, learner: str, sine: str, *, fisher: str = 'diag',
                  inner_steps: int = 1) -> Setting:
   """A learner of the base config with the benchmark's sizes, on one random image."""
-  c = config_base.base_config()
+  c = base.base_config()
   c.data.resolution = a.resolution
-  c.tasks.blocks = (1, a.tasks)
+  c.tasks.grid = (1, a.tasks)
   c.field.update(depth=a.depth, w0=a.w0, sine=sine)
   c.fim.fisher = fisher
   c.meta.update(inner_steps=inner_steps, first_order=False)
-  for name, width in (('mcl', a.width), ('mcl_fim', a.width), ('ol', a.single_width)):
+  for name, width in (('modular', a.width), ('modular_fim', a.width), ('ol', a.single_width)):
     c.methods[name].update(width=width, tto_opt='sgd', tto_lr=a.lr, inner_opt='sgd',
                            inner_lr=a.lr)
   modality = modalities.make_modality(c)
   episode = jax.tree_util.tree_map(jnp.asarray, modality.episode(_image(a, 0)))
-  return Setting(modality, build(c, learner, modality), episode)
+  return Setting(modality, build(c, learner, task_spec(modality)), episode)
 
 
 # ---- measurements -----------------------------------------------------------------
@@ -146,7 +148,7 @@ def gemm_timer(a: argparse.Namespace) -> tuple[Callable[[], float], int]:
   n = a.gemm_size or (2048 if jax.default_backend() == 'cpu' else 8192)
   x, y = (jax.random.normal(jax.random.key(i), (n, n), jnp.float32) for i in (0, 1))
   mm = jax.jit(jnp.matmul).lower(x, y).compile()
-  return _timer(lambda: _block(mm(x, y))), n
+  return _timer(lambda: _ready(mm(x, y))), n
 
 
 def _timer(fn: Callable[[], Any], per: int = 1) -> Callable[[], float]:
@@ -189,8 +191,8 @@ def bench_sine(a: argparse.Namespace) -> dict:
   for name in dict.fromkeys(['exact'] + _csv(a.sines)):
     sin = get_sine(name)
     value, grad = jax.jit(sin), jax.jit(jax.grad(lambda v, s=sin: s(v).sum()))
-    timers[name] = _timer(lambda f=value: _block(f(x)))
-    timers[name + ' grad'] = _timer(lambda f=grad: _block(f(x)))
+    timers[name] = _timer(lambda f=value: _ready(f(x)))
+    timers[name + ' grad'] = _timer(lambda f=grad: _ready(f(x)))
   ms = interleaved(timers, a.repeats)
   names = [k for k in timers if not k.endswith(' grad')]
   return {'bench': 'sine', 'size': a.sine_size, 'ms': {k: ms[k] for k in names},
@@ -208,14 +210,14 @@ def step_timer(s: Setting, a: argparse.Namespace) -> tuple[Callable[[], float], 
       box['state'], s.episode, steps).compile()
 
   def run():
-    box['state'] = _block(adapt(box['state'], s.episode, steps))
+    box['state'] = _ready(adapt(box['state'], s.episode, steps))
   return _timer(run, per=a.steps), param_count(params)
 
 
 def _tto_record(a: argparse.Namespace, sine: str, setting: str, params: int,
                 ms: float) -> dict:
   modular = setting == 'modular'
-  learner, width = ('mcl', a.width) if modular else ('ol', a.single_width)
+  learner, width = ('modular', a.width) if modular else ('ol', a.single_width)
   flops = step_flops(list(layer_dims(2, width, a.depth, 3)), a.resolution**2)
   experts = a.tasks if modular else 1
   return {'bench': 'tto', 'setting': setting, 'learner': learner, 'sine': sine,
@@ -227,7 +229,7 @@ def _tto_record(a: argparse.Namespace, sine: str, setting: str, params: int,
 
 def bench_tto(a: argparse.Namespace, sine: str, setting: str, with_gemm: bool) -> dict:
   """One TTO step; with_gemm: a gemm timed in turn with it gives its fraction."""
-  learner = 'mcl' if setting == 'modular' else 'ol'
+  learner = 'modular' if setting == 'modular' else 'ol'
   step, params = step_timer(make_setting(a, learner, sine), a)
   timers = {'step': step}
   if with_gemm:
@@ -244,12 +246,12 @@ def bench_fim(a: argparse.Namespace, sine: str, fisher: str) -> dict:
   """The FIM step and the MSE step of the modular learner, timed in turn: the ratio of
   their medians and the range of the ratios within a round."""
   timers = {name: step_timer(make_setting(a, name, sine, fisher=fisher), a)[0]
-            for name in ('mcl', 'mcl_fim')}
+            for name in ('modular', 'modular_fim')}
   runs = interleaved_runs(timers, a.repeats)
   ms = {k: statistics.median(v) for k, v in runs.items()}
-  per_round = [f / m for f, m in zip(runs['mcl_fim'], runs['mcl'])]
-  return {'bench': 'fim', 'fisher': fisher, 'sine': sine, 'ms_per_step': ms['mcl_fim'],
-          'mse_ms_per_step': ms['mcl'], 'ratio_to_mse': ms['mcl_fim'] / ms['mcl'],
+  per_round = [f / m for f, m in zip(runs['modular_fim'], runs['modular'])]
+  return {'bench': 'fim', 'fisher': fisher, 'sine': sine, 'ms_per_step': ms['modular_fim'],
+          'mse_ms_per_step': ms['modular'], 'ratio_to_mse': ms['modular_fim'] / ms['modular'],
           'ratio_range': [min(per_round), max(per_round)]}
 
 
@@ -265,7 +267,7 @@ def bench_fim_shapes(a: argparse.Namespace, calls: int = 20) -> dict:
   def repeat(fn, *args):
     def run():                 # one result alive at a time: its buffer is reused
       for _ in range(calls):
-        _block(fn(*args))
+        _ready(fn(*args))
     return _timer(run, per=calls)
   ms = interleaved({'rows': repeat(rows, x, m), 'contraction': repeat(contraction, x, y)},
                    a.repeats)
@@ -299,7 +301,7 @@ def _device_peak_bytes() -> Optional[int]:
 
 def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool) -> dict:
   """One second-order meta-step of `mcl` (eq. 1) on --meta_batch random images."""
-  s = make_setting(a, 'mcl', sine, inner_steps=inner_steps)
+  s = make_setting(a, 'modular', sine, inner_steps=inner_steps)
   optimizer = meta.outer_optimizer(1e-5, 100, 1.0, 0.1)
   batch = jax.tree_util.tree_map(jnp.asarray, stack_episodes(
       [s.modality.episode(_image(a, seed)) for seed in range(a.meta_batch)]))
@@ -311,7 +313,7 @@ def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool) 
   if timed:
     def run():
       box['state'], metrics = step(box['state'], batch)
-      _block(metrics)
+      _ready(metrics)
     record['ms'] = interleaved({'meta': _timer(run)}, a.meta_repeats)['meta']
     record['device_peak_bytes_in_use'] = _device_peak_bytes()
   return record
@@ -352,7 +354,7 @@ def bench_torch(a: argparse.Namespace, sine: str) -> dict:
   """Our modular step against the twin, timed in turn --torch_rounds times (so both
   see the same load on a shared machine); speed-up = median twin / median ours."""
   record = {'bench': 'torch', 'script': a.torch_script, 'sine': sine}
-  step, _ = step_timer(make_setting(a, 'mcl', sine), a)
+  step, _ = step_timer(make_setting(a, 'modular', sine), a)
   runs, ours = [], []
   for _ in range(a.torch_rounds):
     runs.append(run_torch(a))

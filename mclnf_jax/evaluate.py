@@ -4,7 +4,10 @@
 taken on the whole signal after the last task (offline learners take k steps on the
 whole signal). One jitted `adapt` with a traced step count serves every k; learners
 whose adaptation is resumable continue from the previous k instead of starting over.
+`evaluate_learner` runs it over the meta-test signals and caches the curves on disk.
 """
+import json
+import os
 import time
 from typing import Any, Callable, Optional
 
@@ -13,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from mclnf_jax import files, report
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.tasks import Modality
 from mclnf_jax.types import Episode
@@ -87,3 +91,43 @@ class Evaluator:
     preds, targets = np.asarray(preds), np.asarray(episodes.query_y)
     rows = [host(p, self.modality.to_signal(t)) for p, t in zip(preds, targets)]
     return {m: np.array([r[m] for r in rows]) for m in rows[0]}
+
+
+def evaluate_learner(learner: Learner, modality: Modality, meta_params: Any, test: Any,
+                     episodes: Callable[[Any], Episode], e, identity: dict,
+                     results_dir: str) -> dict:
+  """Curves of one learner on the meta-test signals `test`, cached in results/<name>.json.
+
+  e: config.eval; episodes(signals) stacks their episodes; identity: what the result
+  depends on (a cached result with another identity is recomputed).
+  """
+  path = os.path.join(results_dir, f'{learner.name}.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      cached = json.load(f)
+    if cached['identity'] == identity:
+      logging.info('%s: evaluation already done (%s)', learner.name, path)
+      return cached
+  steps = eval_steps(e.max_steps)
+  evaluator = Evaluator(learner, modality)
+  per_signal, kept, seconds = {}, [], 0.0
+  for start in range(0, len(test), e.batch_size):
+    group = test[start:start + e.batch_size]
+    keep = min(len(group), max(0, e.num_shown - start))
+    values, preds, states, secs = evaluator.curves(meta_params, episodes(group), steps,
+                                                   keep=keep)
+    report.save_flythroughs(modality, learner.name, learner.predict, states, group[:keep],
+                            start, results_dir)
+    for k, v in values.items():
+      per_signal.setdefault(k, []).append(v)
+    kept.append(preds)
+    seconds += secs
+  per_signal = {k: np.concatenate(v).astype(float) for k, v in per_signal.items()}
+  result = {'identity': identity, 'steps': steps, 'num_signals': len(test),
+            'curves': {k: np.nanmean(v, axis=0).tolist() for k, v in per_signal.items()},
+            'per_signal': {k: v.tolist() for k, v in per_signal.items()},
+            'adapt_seconds': seconds}
+  files.write_npz(os.path.join(results_dir, f'{learner.name}.npz'),
+                  recon=np.concatenate(kept))
+  files.write_json(path, result)
+  return result

@@ -3,7 +3,8 @@
 `meta_step(state, batch)` is one jitted, donated function of the global batch, so that
 sharding it over a device mesh later is a matter of in/out shardings. The whole run
 state (meta-params, optimiser state, step, best-so-far by meta-validation) is one
-pytree that orbax saves whole, so a rerun resumes exactly where it stopped.
+pytree that orbax saves whole (`checkpoints.py`), so a rerun resumes exactly where it
+stopped. `meta_train` is the whole loop of one learner: resume, step, validate, save.
 """
 import functools
 import time
@@ -15,10 +16,11 @@ import numpy as np
 import optax
 from absl import logging
 
+from mclnf_jax import checkpoints
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.types import Episode
 
-MetaState = dict[str, Any]
+MetaState = checkpoints.MetaState
 
 
 def outer_optimizer(lr: float, steps: int, clip: float, final_fraction: float):
@@ -130,3 +132,33 @@ def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable
     if done % save_every == 0 or done == steps:
       save(state)
       yield state
+
+
+def meta_train(learner: Learner, m, seed: int, folder: str,
+               episode_batch: Callable[[int], Episode], val_batch: Callable[[], Episode]) -> Any:
+  """Meta-trains (or resumes) one learner to `m.steps` (config.meta); its best meta-params.
+
+  episode_batch(step) is the global meta-batch of a step; val_batch() the
+  meta-validation episodes, loaded only when there are steps left to run.
+  """
+  optimizer = outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  init_fn = functools.partial(init_state, learner, optimizer, jax.random.key(seed))
+  state = checkpoints.resume(folder, init_fn, m.init_from)
+  if int(state['step']) < m.steps:
+    for state in train(learner, optimizer, state, episode_batch, val_batch(), steps=m.steps,
+                       val_every=m.val_every, log_every=m.log_every,
+                       save=functools.partial(checkpoints.save, folder),
+                       save_every=m.save_every):
+      pass
+  return state['best_params']
+
+
+def best_params(learner: Learner, m, seed: int, folder: str) -> Any:
+  """The best meta-params a finished (or interrupted) meta-training run saved."""
+  optimizer = outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  step, state = checkpoints.restore(
+      folder, functools.partial(init_state, learner, optimizer, jax.random.key(seed)))
+  if step < m.steps:
+    logging.warning('%s: evaluating an unfinished meta-training run (step %d of %d)',
+                    learner.name, step, m.steps)
+  return state['best_params']

@@ -1,13 +1,14 @@
 """Tiny configs and signals shared by tests (small shapes keep XLA compiles short)."""
 import numpy as np
 
-from mclnf_jax import config_base
+from mclnf_jax.configs import base
+from mclnf_jax.tasks import task_spec
 from mclnf_jax.types import stack_episodes
 from mclnf_jax.tasks.image import ImageTasks
 
 
-def tiny_config(learners='ol,maml_cl,mcl'):
-  c = config_base.base_config()
+def tiny_config(learners='ol,maml_cl,modular'):
+  c = base.base_config()
   c.data.update(resolution=8, num_val=2, num_test=2)
   c.field.depth = 3
   c.learners = learners
@@ -15,12 +16,16 @@ def tiny_config(learners='ol,maml_cl,mcl'):
     c.methods[name].width = 8
   c.meta.update(steps=4, batch_size=2, lr=1e-3, inner_steps=2, val_every=2, log_every=2,
                 save_every=2)
-  c.eval.update(max_steps=4, batch_size=2, num_grid=1)
+  c.eval.update(max_steps=4, batch_size=2, num_shown=1)
   return c
 
 
 def tiny_image_tasks():
-  return ImageTasks(shape=(8, 8), channels=3, blocks=(1, 4))
+  return ImageTasks(shape=(8, 8), channels=3, grid=(1, 4))
+
+
+def tiny_spec():
+  return task_spec(tiny_image_tasks())
 
 
 def smooth_images(n: int, size: int = 8, seed: int = 0) -> np.ndarray:

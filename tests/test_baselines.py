@@ -7,11 +7,12 @@ import pytest
 
 from mclnf_jax import learners
 from mclnf_jax.learners import base, er, ewc
+from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.image import ImageTasks
 from tests import helpers
 
 NEW = ('cl', 'er', 'ewc', 'mer', 'mol', 'oml')
-MODALITY = helpers.tiny_image_tasks()
+MODALITY = helpers.tiny_spec()
 EPISODE = jax.tree.map(lambda x: jnp.asarray(x[0]), helpers.tiny_episodes(1))  # 4 x 16 px
 FIRST_TASK = jax.tree.map(lambda x: x[:1], EPISODE._replace(query_x=None, query_y=None))
 
@@ -95,11 +96,12 @@ def test_mol_fits_the_whole_signal_and_resumes():
 # CL forgets; the modular method does not.
 
 def test_cl_forgets_the_first_task_and_mcl_does_not():
-  two = ImageTasks(shape=(8, 8), channels=3, blocks=(1, 2))
+  two = ImageTasks(shape=(8, 8), channels=3, grid=(1, 2))
   episode = jax.tree.map(jnp.asarray, two.episode(helpers.smooth_images(1, seed=3)[0]))
   x1, y1 = episode.context_x[0], episode.context_y[0]
   fast = dict(tto_opt='adam', tto_lr=1e-2)
-  cl, mcl = build_plain('cl', two, fast), build_plain('mcl', two, fast)
+  cl = build_plain('cl', task_spec(two), fast)
+  mcl = build_plain('modular', task_spec(two), fast)
   steps = jnp.int32(60)
 
   cl_state0 = start(cl)

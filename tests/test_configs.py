@@ -1,25 +1,56 @@
-"""Every shipped config loads, passes the config checks and names learners it configures
-(building them needs the data: the quickstarts are built end to end elsewhere)."""
+"""Every shipped config (and its CPU variant) loads, passes the config checks and names
+learners it configures (building them needs the data: the quickstarts are built end to
+end elsewhere); every list of methods comes from the one registry."""
 import pathlib
 
 import pytest
 
 from launch.paper_tables import load_config_file
-from mclnf_jax import config_checks, learners
+from mclnf_jax.errors import UserError
+from mclnf_jax import learners
+from mclnf_jax.configs import base, checks
 
 CONFIGS = sorted((pathlib.Path(__file__).resolve().parents[1] / 'configs').glob('*.py'))
+# Paper configs take a variant argument (`configs/x.py:cpu`); quickstarts are CPU already.
+VARIANTS = [str(p) for p in CONFIGS] + [f'{p}:cpu' for p in CONFIGS
+                                         if 'quickstart' not in p.stem]
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=[p.stem for p in CONFIGS])
+@pytest.mark.parametrize('path', VARIANTS, ids=[pathlib.Path(p).name for p in VARIANTS])
 def test_config_checks_out_and_configures_its_learners(path):
   config = load_config_file(path)
-  config_checks.check(config)
+  checks.check(config)
   for name in learners.names(config):
     assert name in learners.AVAILABLE and name in config.methods, name
 
 
+def test_cpu_variant_is_the_quickstart_on_other_data():
+  cpu = load_config_file(f'{CONFIGS[0].parent}/image_celeba.py:cpu')
+  quick = load_config_file(CONFIGS[0].parent / 'quickstart.py')
+  for section in ('field', 'methods', 'meta', 'eval', 'tasks'):
+    assert cpu[section].to_dict() == quick[section].to_dict(), section
+  assert cpu.data.resolution == quick.data.resolution == 32
+  assert cpu.data.name == 'celeb_a' and quick.data.name == 'embedded'
+
+
+def test_an_unknown_variant_is_a_one_line_error():
+  with pytest.raises(UserError, match="unknown config variant 'gpu'"):
+    load_config_file(f'{CONFIGS[0].parent}/image_celeba.py:gpu')
+
+
+def test_method_lists_derive_from_the_registry():
+  c = base.base_config()
+  assert set(c.methods) == set(learners.AVAILABLE)
+  assert learners.paper_methods('nerf') == ('ol', 'er', 'ewc', 'meil_nerf', 'mol', 'maml_cl',
+                                            'oml', 'modular', 'modular_fim')
+  base.set_widths(c, 7, 3)
+  assert {n for n in c.methods if c.methods[n].width == 3} == {'modular', 'modular_fim'}
+  c.learners = 'mcl, mcl_fim,modular'            # old names are aliases
+  assert learners.names(c) == ['modular', 'modular_fim']
+
+
 def test_nerf_quickstart_fim_rate_follows_lam():
   config = load_config_file(next(p for p in CONFIGS if p.stem == 'nerf_quickstart'))
-  assert config.methods.mcl_fim.tto_lr == config.methods.mcl.tto_lr / 2   # lam = 1
+  assert config.methods.modular_fim.tto_lr == config.methods.modular.tto_lr / 2   # lam = 1
   config.fim.lam = 3.0
-  assert config.methods.mcl_fim.inner_lr == config.methods.mcl.inner_lr / 4
+  assert config.methods.modular_fim.inner_lr == config.methods.modular.inner_lr / 4

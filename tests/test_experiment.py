@@ -7,14 +7,16 @@ import jax
 import numpy as np
 import pytest
 
-from mclnf_jax import config_checks, experiment, meta
+from mclnf_jax import experiment, identity, meta
+from mclnf_jax.configs import checks
+from mclnf_jax.tasks import task_spec
 from mclnf_jax.errors import UserError
 from tests import helpers
 
 pytestmark = pytest.mark.slow
 
 
-def image_config(tmp_path, learners='ol,maml_cl,mcl,mcl_fim'):
+def image_config(tmp_path, learners='ol,maml_cl,mcl,modular_fim'):
   c = helpers.tiny_config(learners)
   c.data.update(name='embedded', root=str(tmp_path / 'tfds'), resolution=12)
   c.methods.ol.tto_opt = 'adam'
@@ -32,7 +34,7 @@ def finished_run(tmp_path_factory):
 
 def test_outputs_of_a_full_run(finished_run):
   config, workdir, results = finished_run
-  assert set(results) == {'ol', 'maml_cl', 'mcl', 'mcl_fim'}
+  assert set(results) == {'ol', 'maml_cl', 'modular', 'modular_fim'}   # 'mcl': an alias
   for name, r in results.items():
     assert r['steps'] == [1, 2, 4]
     assert np.isfinite(r['curves']['psnr']).all() and len(r['curves']['ssim']) == 3
@@ -52,7 +54,7 @@ def test_rerun_resumes_instead_of_redoing(finished_run, monkeypatch):
   monkeypatch.setattr(meta, 'make_meta_step', no_meta_steps)
   monkeypatch.setattr(experiment.evaluate, 'Evaluator', no_meta_steps)
   again = experiment.run(config, workdir, 'train_and_eval')
-  assert again['mcl']['curves'] == results['mcl']['curves']
+  assert again['modular']['curves'] == results['modular']['curves']
 
 
 def test_workdir_of_another_config_is_refused(finished_run):
@@ -64,7 +66,7 @@ def test_workdir_of_another_config_is_refused(finished_run):
 
 
 def test_interrupted_meta_training_resumes_to_the_same_state(tmp_path, monkeypatch):
-  config = image_config(tmp_path, learners='mcl')
+  config = image_config(tmp_path, learners='modular')
   experiment.run(config, str(tmp_path / 'full'), 'train')   # uninterrupted
   real_train = meta.train
 
@@ -77,16 +79,17 @@ def test_interrupted_meta_training_resumes_to_the_same_state(tmp_path, monkeypat
     experiment.run(config, str(tmp_path / 'cut'), 'train')
   monkeypatch.setattr(meta, 'train', real_train)
   experiment.run(config, str(tmp_path / 'cut'), 'train')
-  learner = experiment.learners.build(config, 'mcl', experiment.modalities.make_modality(config))
-  a = experiment.load_meta_params(config, learner, str(tmp_path / 'full' / 'mcl'))
-  b = experiment.load_meta_params(config, learner, str(tmp_path / 'cut' / 'mcl'))
+  spec = task_spec(experiment.modalities.make_modality(config))
+  learner = experiment.learners.build(config, 'modular', spec)
+  a = experiment.meta_params(config, learner, str(tmp_path / 'full' / 'modular'))
+  b = experiment.meta_params(config, learner, str(tmp_path / 'cut' / 'modular'))
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
 
 
 def test_eval_without_training_says_what_to_do_and_writes_nothing(tmp_path):
-  config = image_config(tmp_path, learners='ol,mcl')
-  with pytest.raises(UserError, match='no meta-trained checkpoint for mcl.*run with --mode=train'):
+  config = image_config(tmp_path, learners='ol,modular')
+  with pytest.raises(UserError, match='no meta-trained checkpoint in .*modular: run with --mode=train'):
     experiment.run(config, str(tmp_path / 'w'), 'eval')
   assert not (tmp_path / 'w').exists()     # not even OL's results: checked before evaluating
 
@@ -106,12 +109,12 @@ def run_main(*flags):
 
 @pytest.mark.parametrize('flags,message', [
     (['--config.meta.steps=-1'], 'config.meta.steps=-1 must be positive'),
-    (['--config.tasks.blocks=(1,7)'], 'does not split into (1, 7) equal blocks'),
+    (['--config.tasks.grid=(1,7)'], 'does not split into (1, 7) equal cells'),
     (['--config.data.name=ffhq', '--config.data.root=/no/such/folder'], '/no/such/folder'),
     (['--mode=serve'], 'serve'),
     (['--config.fim.fisher=full'], "config.fim.fisher='full': use one of exact, diag, kfac"),
     (['--config.learners='], 'config.learners is empty'),
-    (['--config.methods.mcl.tto_opt=adamw'], "unknown optimizer 'adamw'"),
+    (['--config.methods.modular.tto_opt=adamw'], "unknown optimizer 'adamw'"),
     (['--config.field.sine=cheap'], "unknown sine 'cheap'"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, flags, message):
@@ -124,15 +127,16 @@ def test_cli_bad_input_is_one_line(tmp_path, flags, message):
 
 
 def test_test_time_scene_keys_keep_the_checkpoint_but_not_the_results():
-  config = helpers.tiny_config('mcl')
+  config = helpers.tiny_config('modular')
   other = config.copy_and_resolve_references()
   other.scene.tto_rays_per_task = 4096
-  assert experiment.learner_identity(config, 'mcl') == experiment.learner_identity(other, 'mcl')
-  assert experiment.eval_identity(config, 'mcl') != experiment.eval_identity(other, 'mcl')
+  assert (identity.learner_identity(config, 'modular') ==
+          identity.learner_identity(other, 'modular'))
+  assert identity.eval_identity(config, 'modular') != identity.eval_identity(other, 'modular')
 
 
 def test_negative_test_time_rays_are_refused():
-  config = helpers.tiny_config('mcl')
+  config = helpers.tiny_config('modular')
   config.scene.tto_rays_per_task = -1
   with pytest.raises(UserError, match='scene.tto_rays_per_task=-1 must be >= 0'):
-    config_checks.check(config)
+    checks.check(config)

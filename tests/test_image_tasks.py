@@ -6,10 +6,10 @@ from mclnf_jax.errors import UserError
 from mclnf_jax.tasks.image import ImageTasks
 
 
-@pytest.mark.parametrize('split,blocks', [('grid', (1, 4)), ('grid', (2, 2)),
+@pytest.mark.parametrize('split,grid', [('grid', (1, 4)), ('grid', (2, 2)),
                                           ('resolution', (2, 2)), ('resolution', (1, 4))])
-def test_tasks_cover_the_image_and_routing_agrees(split, blocks):
-  tasks = ImageTasks(shape=(8, 12), channels=3, blocks=blocks, split=split)
+def test_tasks_cover_the_image_and_routing_agrees(split, grid):
+  tasks = ImageTasks(shape=(8, 12), channels=3, grid=grid, split=split)
   image = np.random.default_rng(0).random((8, 12, 3)).astype(np.float32)
   ep = tasks.episode(image)
   assert ep.context_x.shape == (4, 24, 2) and ep.context_y.shape == (4, 24, 3)
@@ -25,7 +25,7 @@ def test_tasks_cover_the_image_and_routing_agrees(split, blocks):
 
 
 def test_strips_are_column_blocks():
-  tasks = ImageTasks(shape=(4, 8), channels=3, blocks=(1, 4))
+  tasks = ImageTasks(shape=(4, 8), channels=3, grid=(1, 4))
   image = np.zeros((4, 8, 3), np.float32)
   image[:, :, 0] = np.arange(8)[None, :]
   ep = tasks.episode(image)
@@ -34,7 +34,7 @@ def test_strips_are_column_blocks():
 
 
 def test_resolution_split_interleaves():
-  tasks = ImageTasks(shape=(4, 4), channels=3, blocks=(2, 2), split='resolution')
+  tasks = ImageTasks(shape=(4, 4), channels=3, grid=(2, 2), split='resolution')
   image = np.arange(16, dtype=np.float32).reshape(4, 4, 1).repeat(3, -1)
   ep = tasks.episode(image)
   np.testing.assert_array_equal(ep.context_y[0, :, 0], image[::2, ::2, 0].ravel())
@@ -42,11 +42,11 @@ def test_resolution_split_interleaves():
 
 
 @pytest.mark.parametrize('kwargs,message', [
-    (dict(shape=(180, 180), blocks=(1, 7)), 'does not split'),
-    (dict(shape=(8, 8), blocks=(4,)), 'one positive count per axis'),
-    (dict(shape=(8, 8), blocks=(0, 4)), 'one positive count per axis'),
-    (dict(shape=(8, 8), blocks=(1, 3), split='resolution'), 'does not split'),
-    (dict(shape=(8, 8), blocks=(1, 4), split='diagonal'), 'unknown tasks.split'),
+    (dict(shape=(180, 180), grid=(1, 7)), 'does not split'),
+    (dict(shape=(8, 8), grid=(4,)), 'one positive count per axis'),
+    (dict(shape=(8, 8), grid=(0, 4)), 'one positive count per axis'),
+    (dict(shape=(8, 8), grid=(1, 3), split='resolution'), 'does not split'),
+    (dict(shape=(8, 8), grid=(1, 4), split='diagonal'), 'unknown tasks.split'),
 ])
 def test_bad_splits_are_one_line_errors(kwargs, message):
   with pytest.raises(UserError, match=message) as e:

@@ -31,9 +31,9 @@ def test_paper_tables_writes_tables_1_and_6_and_resumes(tmp_path):
   with open(tmp_path / 'out' / 'compute_tiny.csv') as f:
     rows = {r['method']: r for r in csv.DictReader(f)}
   # SIREN 2 -> 8 -> 8 -> 3 has 123 parameters; the modular learner holds 4 experts.
-  assert rows['ol']['parameters'] == '123' and rows['mcl']['parameters'] == '492'
-  assert float(rows['mcl']['tto_speed_eps']) > 0 and float(rows['mcl']['peak_memory_mib']) > 0
+  assert rows['ol']['parameters'] == '123' and rows['modular']['parameters'] == '492'
+  assert float(rows['modular']['tto_speed_eps']) > 0 and float(rows['modular']['peak_memory_mib']) > 0
   second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
   assert second.returncode == 0
   assert 'evaluation already done' in second.stderr
-  assert 'meta-train mcl 1/' not in second.stderr
+  assert 'meta-train modular 1/' not in second.stderr

@@ -10,7 +10,7 @@ from tests import helpers
 
 EPS = helpers.tiny_episodes(1)
 EPISODE = jax.tree.map(lambda x: jnp.asarray(x[0]), EPS)
-MODALITY = helpers.tiny_image_tasks()
+MODALITY = helpers.tiny_spec()
 CONFIG = helpers.tiny_config()
 
 
@@ -21,7 +21,7 @@ def build(name):
 @pytest.fixture(scope='module')
 def adapt_fns():
   """One jitted adapt per learner, shared across tests."""
-  return {name: jax.jit(build(name).adapt) for name in ('ol', 'maml_cl', 'mcl')}
+  return {name: jax.jit(build(name).adapt) for name in ('ol', 'maml_cl', 'modular')}
 
 
 def close(a, b, tol=1e-5):
@@ -29,12 +29,12 @@ def close(a, b, tol=1e-5):
     np.testing.assert_allclose(x, y, rtol=tol, atol=tol)
 
 
-def test_mcl_each_expert_learns_only_its_task(adapt_fns):
+def test_modular_each_expert_learns_only_its_task(adapt_fns):
   """Parallel experts == each expert alone on its own task from the shared init."""
-  mcl = build('mcl')
+  mcl = build('modular')
   shared = mcl.init(jax.random.key(0))
-  state = adapt_fns['mcl'](mcl.start(shared), EPISODE, jnp.int32(3))
-  setup = learners.build_setup(CONFIG, 'mcl', MODALITY)
+  state = adapt_fns['modular'](mcl.start(shared), EPISODE, jnp.int32(3))
+  setup = learners.build_setup(CONFIG, 'modular', MODALITY)
   for t in range(4):
     params, _ = base.fit(setup.loss, setup.apply, setup.tto_opt, shared,
                          setup.tto_opt.init(shared), EPISODE.context_x[t],
@@ -42,7 +42,7 @@ def test_mcl_each_expert_learns_only_its_task(adapt_fns):
     close(jax.tree.map(lambda p: p[t], state['params']), params)
 
 
-@pytest.mark.parametrize('name', ['ol', 'mcl'])
+@pytest.mark.parametrize('name', ['ol', 'modular'])
 def test_resumable_learners_chain_step_counts(adapt_fns, name):
   learner = build(name)
   assert learner.resumable
@@ -67,17 +67,17 @@ def test_maml_cl_trains_tasks_in_order(adapt_fns):
 
 def test_scan_and_fori_paths_agree():
   """Static step counts (scan, meta-training) and traced ones (evaluation) match."""
-  learner = build('mcl')
+  learner = build('modular')
   state0 = learner.start(learner.init(jax.random.key(0)))
   static = learner.adapt(state0, EPISODE, 3)
   close(static, jax.jit(learner.adapt)(state0, EPISODE, jnp.int32(3)))
 
 
-def test_mcl_prediction_routes_to_task_experts(adapt_fns):
-  mcl = build('mcl')
-  state = adapt_fns['mcl'](mcl.start(mcl.init(jax.random.key(0))), EPISODE, jnp.int32(2))
+def test_modular_prediction_routes_to_task_experts(adapt_fns):
+  mcl = build('modular')
+  state = adapt_fns['modular'](mcl.start(mcl.init(jax.random.key(0))), EPISODE, jnp.int32(2))
   whole = mcl.predict(state, EPISODE.query_x)
-  setup = learners.build_setup(CONFIG, 'mcl', MODALITY)
+  setup = learners.build_setup(CONFIG, 'modular', MODALITY)
   per_task = jax.vmap(setup.apply)(state['params'], EPISODE.context_x)
   # The whole-image prediction restricted to task t equals expert t on task t.
   lookup = {tuple(x): i for i, x in enumerate(np.asarray(EPISODE.query_x).tolist())}

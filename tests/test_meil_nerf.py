@@ -21,7 +21,7 @@ def build(**values):
   config = helpers.tiny_config()
   config.methods.meil_nerf.update(width=8, tto_opt='sgd', tto_lr=0.05, **values)
   config.methods.cl.update(width=8, tto_opt='sgd', tto_lr=0.05)
-  modality = helpers.tiny_image_tasks()
+  modality = helpers.tiny_spec()
   return (learners.build(config, 'meil_nerf', modality),
           learners.build(config, 'cl', modality))
 

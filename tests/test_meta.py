@@ -14,14 +14,14 @@ def meta_grad(name, first_order, dtype=jnp.float32):
   config.meta.first_order = first_order
   config.meta.inner_steps = 2
   config.methods[name].update(width=4, inner_lr=0.1)
-  learner = learners.build(config, name, helpers.tiny_image_tasks())
+  learner = learners.build(config, name, helpers.tiny_spec())
   episodes = jax.tree.map(lambda x: jnp.asarray(x, dtype), helpers.tiny_episodes(2))
   params = jax.tree.map(lambda p: p.astype(dtype), learner.init(jax.random.key(0)))
   loss = lambda p: meta.batch_loss(learner, p, episodes)[0]
   return loss, params, jax.grad(loss)(params)
 
 
-@pytest.mark.parametrize('name', ['mcl', 'maml_cl'])
+@pytest.mark.parametrize('name', ['modular', 'maml_cl'])
 def test_second_order_differs_from_first_order(name):
   _, _, second = meta_grad(name, first_order=False)
   _, _, first = meta_grad(name, first_order=True)
@@ -33,7 +33,7 @@ def test_second_order_differs_from_first_order(name):
 
 def test_second_order_matches_finite_differences():
   with jax.enable_x64(True):
-    loss, params, grads = meta_grad('mcl', first_order=False, dtype=jnp.float64)
+    loss, params, grads = meta_grad('modular', first_order=False, dtype=jnp.float64)
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     g = jax.flatten_util.ravel_pytree(grads)[0]
     rng = np.random.default_rng(0)
@@ -47,7 +47,7 @@ def test_second_order_matches_finite_differences():
 
 def test_meta_step_lowers_the_meta_loss():
   config = helpers.tiny_config()
-  learner = learners.build(config, 'mcl', helpers.tiny_image_tasks())
+  learner = learners.build(config, 'modular', helpers.tiny_spec())
   optimizer = meta.outer_optimizer(1e-3, 30, 1.0, 0.1)
   state = meta.init_state(learner, optimizer, jax.random.key(0))
   step = meta.make_meta_step(learner, optimizer)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import soundfile
 
-from mclnf_jax import config_paper, experiment
+from mclnf_jax import experiment
+from mclnf_jax.configs import paper
 from mclnf_jax.data import city, matrixcity
 
 pytestmark = pytest.mark.slow
-LEARNERS = 'cl,mcl,mcl_fim'
+LEARNERS = 'cl,modular,modular_fim'
 
 
 def tiny(config, learners=LEARNERS):
@@ -21,16 +22,16 @@ def tiny(config, learners=LEARNERS):
   config.field.depth = 3
   config.meta.update(steps=2, batch_size=2, inner_steps=1, val_every=1, log_every=1,
                      save_every=2)
-  config.eval.update(max_steps=2, batch_size=2, num_grid=1)
+  config.eval.update(max_steps=2, batch_size=2, num_shown=1)
   return config
 
 
 def test_video_runs_end_to_end(tmp_path):
-  c = tiny(config_paper.paper_grid_config('video'))
+  c = tiny(paper.grid_config('video'))
   c.data.update(name='embedded', resolution=12, frames=4, num_train=4, num_val=2, num_test=2)
-  c.tasks.blocks = (4, 1, 1)
+  c.tasks.grid = (4, 1, 1)
   results = experiment.run(c, str(tmp_path), 'train_and_eval')
-  assert set(results['mcl']['curves']) == {'psnr', 'ssim'}
+  assert set(results['modular']['curves']) == {'psnr', 'ssim'}
   for f in ('table_psnr.md', 'reconstructions_0.png', 'reconstructions_0.gif'):
     assert os.path.getsize(tmp_path / f) > 0
 
@@ -49,16 +50,16 @@ def write_clips(folder, seconds=0.5, rate=16_000):
 
 def test_audio_runs_end_to_end_and_reports_undefined_pesq(tmp_path):
   write_clips(tmp_path / 'clips')
-  c = tiny(config_paper.paper_grid_config('audio'))
+  c = tiny(paper.grid_config('audio'))
   c.data.update(name='audio_dir', root=str(tmp_path / 'clips'), seconds=0.5, num_val=2,
                 num_test=0)
-  c.tasks.blocks = (4,)
+  c.tasks.grid = (4,)
   c.field.w0_first = 300.0
   results = experiment.run(c, str(tmp_path / 'work'), 'train_and_eval')
-  pesq = np.array(results['mcl']['per_signal']['pesq'])      # [2 test clips, steps]
+  pesq = np.array(results['modular']['per_signal']['pesq'])      # [2 test clips, steps]
   assert np.isfinite(pesq[0]).all() and np.isnan(pesq[1]).all()   # the silent clip
-  assert np.isfinite(results['mcl']['curves']['psnr']).all()
-  assert os.path.exists(tmp_path / 'work' / 'reconstructions_0_mcl.wav')
+  assert np.isfinite(results['modular']['curves']['psnr']).all()
+  assert os.path.exists(tmp_path / 'work' / 'reconstructions_0_modular.wav')
 
 
 @pytest.fixture(scope='module')
@@ -76,7 +77,7 @@ def matrixcity_root(tmp_path_factory):
 
 def nerf_config(root, test_block):
   from configs import nerf_matrixcity
-  c = tiny(nerf_matrixcity.get_config(), learners='mcl,meil_nerf')
+  c = tiny(nerf_matrixcity.get_config(), learners='modular,meil_nerf')
   c.data.update(root=str(root), num_val=1, num_test=1)
   c.scene.update(train_blocks='1,2', test_blocks=str(test_block), rays_per_task=32,
                  heldout_views=4, image_width=16, image_height=16)
@@ -89,8 +90,8 @@ def test_nerf_on_a_matrixcity_fixture(matrixcity_root, tmp_path):
   root, test_block = matrixcity_root
   c = nerf_config(root, test_block)
   results = experiment.run(c, str(tmp_path), 'train_and_eval')
-  assert np.isfinite(results['mcl']['curves']['psnr']).all()
+  assert np.isfinite(results['modular']['curves']['psnr']).all()
   for f in ('table_psnr.md', 'reconstructions_0.png', 'results/mcl_flythrough_0.gif'):
     assert os.path.getsize(tmp_path / f) > 0
-  with open(tmp_path / 'mcl' / 'config.json') as f:
+  with open(tmp_path / 'modular' / 'config.json') as f:
     assert json.load(f)['data']['name'] == 'matrixcity'

@@ -5,12 +5,14 @@ A modality decides three things and nothing else: how a signal becomes an `Episo
 a field (`predictor`: identity here, volume rendering for scenes) and which metrics apply.
 Learners, losses, meta-training and evaluation only ever see `Episode`s and these hooks.
 """
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Protocol
 
 import jax
 import numpy as np
 
 from mclnf_jax.types import ApplyFn, Episode, TaskSpec
+from mclnf_jax.visuals import FlythroughRays, Visual
 
 
 class Modality(Protocol):
@@ -35,6 +37,16 @@ class Modality(Protocol):
 
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
     """Jittable metrics on signals in their own shape."""
+
+  def visuals(self, truths: Sequence[np.ndarray], recons: Sequence[Mapping[str, np.ndarray]],
+              scores: Sequence[Mapping[str, float]]) -> list[Visual]:
+    """What to show of the drawn signals, as specs of `mclnf_jax.visuals` (drawn by
+    `report`, never here): per signal i, its ground truth `truths[i]` (own shape), each
+    method's reconstruction `recons[i][method]` and score `scores[i][method]`."""
+
+  def flythrough_rays(self, signal: Any) -> Optional[FlythroughRays]:
+    """A camera path around a signal, as rays to render with each adapted field (a GIF
+    per signal), or None where the modality has none."""
 
 
 def task_spec(modality: Modality) -> TaskSpec:

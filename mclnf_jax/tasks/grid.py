@@ -1,12 +1,12 @@
 """Signals sampled on a regular grid (images, video, audio) as task sequences.
 
-A signal of shape [*axes, C] becomes T = prod(blocks) tasks:
-  split='grid':       contiguous blocks, `blocks[a]` of them along axis a (the paper's
-                      180x180 -> four 180x45 strips is blocks=(1, 4); video frames along
-                      time are blocks=(T, 1, 1); audio segments blocks=(T,)),
-  split='resolution': interleaved sub-grids, sample i_a of axis a in task i_a % blocks[a]
-                      (appendix D: blocks=(2, 2) gives 4 half-resolution sub-images).
-Tasks are numbered row-major over the block grid. Coordinates map sample index 0..n-1 of
+A signal of shape [*axes, C] becomes T = prod(grid) tasks, the cells of the task grid:
+  split='grid':       contiguous cells, `grid[a]` of them along axis a (the paper's
+                      180x180 -> four 180x45 strips is grid=(1, 4); video frames along
+                      time are grid=(T, 1, 1); audio segments grid=(T,)),
+  split='resolution': interleaved sub-grids, sample i_a of axis a in task i_a % grid[a]
+                      (appendix D: grid=(2, 2) gives 4 half-resolution sub-images).
+Tasks are numbered row-major over the task grid. Coordinates map sample index 0..n-1 of
 each axis to [-1, 1]; routing maps a coordinate back to its sample and so to its task.
 The query set is the whole signal in raster order.
 """
@@ -35,12 +35,12 @@ class GridTasks:
   """Task split, routing and reshaping shared by every grid modality."""
   shape: tuple[int, ...]          # the sample grid, e.g. (H, W), (F, H, W), (L,)
   channels: int
-  blocks: tuple[int, ...]
+  grid: tuple[int, ...]           # tasks along each axis
   split: str = 'grid'
 
   @property
   def num_tasks(self) -> int:
-    return math.prod(self.blocks)
+    return math.prod(self.grid)
 
   @property
   def in_dim(self) -> int:
@@ -53,17 +53,17 @@ class GridTasks:
   def __post_init__(self):
     if self.split not in SPLITS:
       raise UserError(f'unknown tasks.split={self.split!r}: use one of {", ".join(SPLITS)}')
-    if len(self.blocks) != len(self.shape) or min(self.blocks) < 1:
-      raise UserError(f'tasks.blocks={tuple(self.blocks)} needs one positive count per axis of '
+    if len(self.grid) != len(self.shape) or min(self.grid) < 1:
+      raise UserError(f'tasks.grid={tuple(self.grid)} needs one positive count per axis of '
                       f'a signal of shape {tuple(self.shape)}')
-    if any(n % b for n, b in zip(self.shape, self.blocks)):
+    if any(n % b for n, b in zip(self.shape, self.grid)):
       raise UserError(f'a signal of shape {tuple(self.shape)} does not split into '
-                      f'{tuple(self.blocks)} equal blocks: change tasks.blocks or the data size')
+                      f'{tuple(self.grid)} equal cells: change tasks.grid or the data size')
 
   def task_index(self, index: tuple):
     """Task of the sample at per-axis integer `index` (numpy or jax arrays)."""
     task = 0
-    for i, n, b in zip(index, self.shape, self.blocks):
+    for i, n, b in zip(index, self.shape, self.grid):
       part = i // (n // b) if self.split == 'grid' else i % b
       task = task * b + part
     return task

@@ -13,12 +13,11 @@ from mclnf_jax.learners.setup import Setup
 
 
 def modular(name: str, s: Setup) -> base.Learner:
-  num_tasks = s.modality.num_tasks
-  routed = experts.routed_apply(s.field, s.modality.route)
+  routed = experts.routed_apply(s.field, s.route)
 
   def start_with(opt):
     def start(shared):
-      stacked = experts.experts_from_shared(shared, num_tasks)
+      stacked = experts.experts_from_shared(shared, s.num_tasks)
       return {'params': stacked, 'opt': jax.vmap(opt.init)(stacked)}
     return start
 
@@ -43,9 +42,9 @@ def modular(name: str, s: Setup) -> base.Learner:
   return base.Learner(
       name=name, meta_learned=True, resumable=True,
       init=s.field.init, start=start_with(s.tto_opt), adapt=adapt_with(s.tto_opt),
-      predict=lambda state, x: s.modality.predictor(routed)(state['params'], x),
+      predict=lambda state, x: s.predict_fn(routed)(state['params'], x),
       meta_loss=meta_loss)
 
 
 def make(setup):
-  return modular('mcl', setup)
+  return modular('modular', setup)
