@@ -18,9 +18,10 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mclnf_jax import compute_cost, experiment, learners, logs, modalities, process, report
+from mclnf_jax import compute_cost, experiment, learners, logs, process, report
 from mclnf_jax.errors import UserError
 from mclnf_jax.tasks import task_spec
+from mclnf_jax.tasks.factory import make_modality
 
 config_flags.DEFINE_config_file('config', None, 'The main config (configs/*.py).',
                                 lock_config=True)
@@ -43,7 +44,7 @@ def load_config_file(path: str):
 
 def compute_rows(config, results: dict, workdir: str, tto_steps: int) -> list[dict]:
   """Table 6 rows for one config: cost of one TTO episode per learner (first test signal)."""
-  modality = modalities.make_modality(config)
+  modality = make_modality(config)
   signals = experiment.Signals(config, modality)
   episode = experiment.jax.tree_util.tree_map(lambda x: x[0],
                                               signals.episodes(signals.test()[:1]))

@@ -45,13 +45,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mclnf_jax import compute_cost, meta, modalities, process
+from mclnf_jax import compute_cost, meta, process
 from mclnf_jax.configs import base
 from mclnf_jax.fields import param_count
 from mclnf_jax.fields.sine import get_sine
 from mclnf_jax.fields.siren import layer_dims
 from mclnf_jax.learners import build
 from mclnf_jax.tasks import task_spec
+from mclnf_jax.tasks.factory import make_modality
 from mclnf_jax.types import stack_episodes
 
 MEASUREMENTS = ('gemm', 'sine', 'tto', 'fim', 'meta', 'table6')
@@ -135,7 +136,7 @@ def make_setting(a: argparse.Namespace, learner: str, sine: str, *, fisher: str 
   for name, width in (('modular', a.width), ('modular_fim', a.width), ('ol', a.single_width)):
     c.methods[name].update(width=width, tto_opt='sgd', tto_lr=a.lr, inner_opt='sgd',
                            inner_lr=a.lr)
-  modality = modalities.make_modality(c)
+  modality = make_modality(c)
   episode = jax.tree_util.tree_map(jnp.asarray, modality.episode(_image(a, 0)))
   return Setting(modality, build(c, learner, task_spec(modality)), episode)
 

@@ -14,11 +14,13 @@ import jax
 import ml_collections
 import numpy as np
 
-from mclnf_jax import evaluate, identity, learners, meta, modalities, report
+from mclnf_jax import evaluate, identity, learners, meta, report
 from mclnf_jax.configs import checks
+from mclnf_jax.data.signals import load_signals
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.tasks import Modality, task_spec
+from mclnf_jax.tasks.factory import make_modality
 from mclnf_jax.types import Episode, stack_episodes
 
 MODES = ('train', 'eval', 'train_and_eval')
@@ -32,7 +34,7 @@ class Signals:
 
   def _split(self, split: str) -> np.ndarray:
     if split not in self._cache:
-      self._cache[split] = modalities.load_signals(self.config, split)
+      self._cache[split] = load_signals(self.config, split)
     return self._cache[split]
 
   def train_val(self):
@@ -78,7 +80,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_
   checks.check(config)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f'--workdir={workdir} is a file: name a folder')
-  modality = modalities.make_modality(config)
+  modality = make_modality(config)
   signals = Signals(config, modality)
   names = learners.names(config)
   built = {name: learners.build(config, name, task_spec(modality)) for name in names}

@@ -154,30 +154,3 @@ def render_rays(apply_fn: ApplyFn, params: Any, origins: jax.Array,
   result = {k: fine[k] for k in ('rgb', 'depth', 'acc')}
   result.update({f'{k}_coarse': out[k] for k in ('rgb', 'depth', 'acc')})
   return result
-
-
-def render_image_chunked(render_fn: RenderFn, origins: np.ndarray | jax.Array,
-                         directions: np.ndarray | jax.Array,
-                         chunk: int) -> dict[str, np.ndarray]:
-  """Renders rays of any leading shape [..., 3] in chunks of `chunk` rays.
-
-  render_fn(origins [chunk, 3], directions [chunk, 3]) -> dict of [chunk, ...]
-  should be jitted; the last chunk is padded to full size so it compiles once, and
-  each chunk's outputs come back to the host, so device memory stays bounded.
-  Returns NumPy arrays shaped [..., ...] like the inputs' leading shape.
-  """
-  lead = tuple(np.shape(origins)[:-1])
-  o = np.asarray(origins, np.float32).reshape(-1, 3)
-  d = np.asarray(directions, np.float32).reshape(-1, 3)
-  n = o.shape[0]
-  pad = (-n) % chunk
-  o = np.concatenate([o, np.repeat(o[-1:], pad, 0)]) if pad else o
-  d = np.concatenate([d, np.repeat(d[-1:], pad, 0)]) if pad else d
-  parts: dict[str, list[np.ndarray]] = {}
-  for s in range(0, o.shape[0], chunk):
-    sl = slice(s, s + chunk)
-    out = jax.device_get(render_fn(jnp.asarray(o[sl]), jnp.asarray(d[sl])))
-    for k, v in out.items():
-      parts.setdefault(k, []).append(np.asarray(v))
-  return {k: np.concatenate(v)[:n].reshape(lead + v[0].shape[1:])
-          for k, v in parts.items()}

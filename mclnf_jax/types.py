@@ -9,6 +9,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import numpy as np
 
+# Modalities (config.modality); tasks/factory.py builds each.
+MODALITIES = ('image', 'video', 'audio', 'nerf')
+
 Params = Any
 State = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]

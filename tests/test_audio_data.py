@@ -10,6 +10,7 @@ import soundfile as sf
 
 from mclnf_jax.data import audio
 from mclnf_jax.data import embedded_speech
+from mclnf_jax.data import espeak
 from mclnf_jax.errors import UserError
 
 _HAS_ESPEAK = importlib.util.find_spec('espeakng_loader') is not None
@@ -74,9 +75,9 @@ def test_load_embedded_shapes_subset_and_determinism(tiny_speech, monkeypatch):
 
 @needs_espeak
 def test_synthesis_is_speech_at_16k_and_voices_differ():
-  a = embedded_speech.synthesize('Hello there, how are you today?', 'en-us',
+  a = espeak.synthesize('Hello there, how are you today?', 'en-us',
                                  175, 50)
-  b = embedded_speech.synthesize('Hello there, how are you today?',
+  b = espeak.synthesize('Hello there, how are you today?',
                                  'en-gb-x-rp+f2', 175, 50)
   assert 0.8 < a.shape[0] / 16000 < 4.0 and np.abs(a).max() > 0.05
   assert a.shape != b.shape or not np.allclose(a, b)
@@ -102,7 +103,7 @@ def test_missing_libespeak_is_a_user_error(monkeypatch):
   monkeypatch.setattr(espeakng_loader, 'get_library_path',
                       lambda: '/nope/libx.so')
   with pytest.raises(UserError, match='cannot load libespeak-ng'):
-    embedded_speech._load_library()
+    espeak._load_library()
 
 
 # ---------------------------------------------------------------- audio_dir --

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mclnf_jax.data import city
+from mclnf_jax.data import city_block
 from mclnf_jax.data import scene as scene_lib
 from mclnf_jax.errors import UserError
 
@@ -18,8 +19,8 @@ def _nadir_c2w(x: float, y: float, z: float) -> np.ndarray:
   return c2w[None]
 
 
-def _one_box_block(**overrides) -> city.Block:
-  block = city.make_block(0)
+def _one_box_block(**overrides) -> city_block.Block:
+  block = city_block.make_block(0)
   one = dict(box_min=np.array([[-0.2, -0.2, 0.0]]), box_max=np.array([[0.2, 0.2, 0.5]]),
              facade=block.facade[:1], roof=block.roof[:1], window=block.window[:1],
              window_period=np.array([[0.1, 0.1]]), window_fill=np.array([[0.5, 0.5]]),
@@ -124,7 +125,7 @@ def test_scene_npz_cache_roundtrip(tmp_path):
 
 
 def test_make_block_is_deterministic_per_seed():
-  a, b, c = city.make_block(5), city.make_block(5), city.make_block(6)
+  a, b, c = city_block.make_block(5), city_block.make_block(5), city_block.make_block(6)
   np.testing.assert_array_equal(a.box_min, b.box_min)
   np.testing.assert_array_equal(a.facade, b.facade)
   assert a.box_min.shape != c.box_min.shape or not np.allclose(a.box_min, c.box_min)
@@ -136,10 +137,10 @@ def test_make_block_is_deterministic_per_seed():
 def test_render_is_exact_for_a_box_and_the_ground():
   block = _one_box_block()
   c2w = _nadir_c2w(0.0, 0.0, 2.0)
-  rgb, depth = city.render_views(block, c2w, 9, 9, 10.0, 10.0, 4.5, 4.5, far=7.0)
+  rgb, depth = city_block.render_views(block, c2w, 9, 9, 10.0, 10.0, 4.5, 4.5, far=7.0)
   assert rgb.shape == (1, 9, 9, 3) and depth.shape == (1, 9, 9)
   np.testing.assert_allclose(depth[0, 4, 4], 1.5, rtol=1e-6)        # roof at z = 0.5
-  shade = city._AMBIENT + (1 - city._AMBIENT) * max(block.light[2], 0)
+  shade = city_block._AMBIENT + (1 - city_block._AMBIENT) * max(block.light[2], 0)
   np.testing.assert_allclose(rgb[0, 4, 4], block.roof[0] * shade, atol=1e-6)
   # Corner pixel misses the box: the ground at z = 0, at distance 2 / cos(angle).
   _, dirs = scene_lib.camera_rays(c2w, 9, 9, 10.0, 10.0, 4.5, 4.5)
@@ -151,7 +152,7 @@ def test_sky_where_nothing_is_hit():
   block = _one_box_block()
   c2w = city._look_c2w(np.array([[0.0, -5.0, 3.0]]), np.array([[0.0, 0.0, 1.0]]),
                        np.array([np.pi / 2]))                       # looking up
-  rgb, depth = city.render_views(block, c2w, 4, 4, 2.0, 2.0, 2.0, 2.0, far=7.0)
+  rgb, depth = city_block.render_views(block, c2w, 4, 4, 2.0, 2.0, 2.0, 2.0, far=7.0)
   np.testing.assert_allclose(depth, 7.0)
   np.testing.assert_allclose(rgb, np.broadcast_to(block.sky_colour, rgb.shape), atol=1e-6)
 
@@ -160,10 +161,10 @@ def test_facades_show_windows_and_walls():
   block = _one_box_block(box_max=np.array([[0.2, 0.2, 1.0]]))
   forward = np.array([[0.0, 1.0, 0.0]])                             # facing +y, at a wall
   c2w = city._look_c2w(np.array([[0.0, -1.0, 0.5]]), forward, np.array([np.pi / 2]))
-  rgb, depth = city.render_views(block, c2w, 24, 24, 40.0, 40.0, 12.0, 12.0, far=7.0)
+  rgb, depth = city_block.render_views(block, c2w, 24, 24, 40.0, 40.0, 12.0, 12.0, far=7.0)
   _, dirs = scene_lib.camera_rays(c2w, 24, 24, 40.0, 40.0, 12.0, 12.0)
   np.testing.assert_allclose(depth[0, 12, 12], 0.8 / dirs[0, 12, 12, 1], rtol=1e-5)
-  shade = city._AMBIENT + (1 - city._AMBIENT) * max(-block.light[1], 0)
+  shade = city_block._AMBIENT + (1 - city_block._AMBIENT) * max(-block.light[1], 0)
   colours = rgb[0, 8:16, 8:16].reshape(-1, 3)
   is_window = np.all(np.abs(colours - block.window[0] * shade) < 1e-5, axis=-1)
   is_wall = np.all(np.abs(colours - block.facade[0] * shade) < 1e-5, axis=-1)

@@ -79,7 +79,7 @@ def test_interrupted_meta_training_resumes_to_the_same_state(tmp_path, monkeypat
     experiment.run(config, str(tmp_path / 'cut'), 'train')
   monkeypatch.setattr(meta, 'train', real_train)
   experiment.run(config, str(tmp_path / 'cut'), 'train')
-  spec = task_spec(experiment.modalities.make_modality(config))
+  spec = task_spec(experiment.make_modality(config))
   learner = experiment.learners.build(config, 'modular', spec)
   a = experiment.meta_params(config, learner, str(tmp_path / 'full' / 'modular'))
   b = experiment.meta_params(config, learner, str(tmp_path / 'cut' / 'modular'))

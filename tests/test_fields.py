@@ -5,7 +5,7 @@ import pytest
 
 from mclnf_jax.fields import Field, param_count
 from mclnf_jax.fields import experts
-from mclnf_jax.fields.siren import Siren, siren_param_count
+from mclnf_jax.fields.siren import Siren
 
 
 def small_field(width=8, depth=3, out_dim=3):
@@ -16,8 +16,9 @@ def small_field(width=8, depth=3, out_dim=3):
 def test_paper_parameter_counts(width, expected):
   field = Field(Siren(width=width, depth=5, out_dim=3), in_dim=2)
   params = jax.eval_shape(field.init, jax.random.key(0))
-  assert param_count(params) == expected == siren_param_count(2, width, 5, 3)
-  assert 4 * siren_param_count(2, 128, 5, 3) == 201_228   # the paper's 201.23K
+  assert param_count(params) == expected
+  if width == 128:
+    assert 4 * param_count(params) == 201_228   # the paper's 201.23K for 4 experts
 
 
 def test_sitzmann_init_limits():
@@ -34,10 +35,10 @@ def test_grow_appends_copies_of_shared_init():
   field = small_field()
   shared = field.init(jax.random.key(0))
   stacked = experts.experts_from_shared(shared, 3)
-  assert experts.num_experts(stacked) == 3
+  assert jax.tree.leaves(stacked)[0].shape[0] == 3
   other = field.init(jax.random.key(1))
   grown = experts.grow(stacked, other)
-  assert experts.num_experts(grown) == 4
+  assert jax.tree.leaves(grown)[0].shape[0] == 4
   for leaf_s, leaf_o, leaf_g in zip(jax.tree.leaves(shared), jax.tree.leaves(other),
                                     jax.tree.leaves(grown)):
     np.testing.assert_array_equal(leaf_g[1], leaf_s)
@@ -56,5 +57,3 @@ def test_routed_apply_picks_each_inputs_expert():
     params_i = jax.tree.map(lambda p: p[choice[i]], stacked)
     np.testing.assert_allclose(out[i], field.apply(params_i, x[i:i + 1])[0], rtol=1e-5,
                                atol=1e-6)
-  each = experts.apply_each(field, stacked, jnp.stack([x] * 3))
-  assert each.shape == (3, 10, 3)

@@ -120,7 +120,7 @@ def test_embedded_build_is_deterministic_per_seed(embedded_root, tmp_path):
 
 
 def test_embedded_default_root_is_the_cache_dir(tmp_path, monkeypatch):
-  monkeypatch.setattr(images, 'DEFAULT_EMBEDDED_ROOT', str(tmp_path / 'cache'))
+  monkeypatch.setattr(common, 'DEFAULT_EMBEDDED_ROOT', str(tmp_path / 'cache'))
   x = images.load_images(_cfg(root='', resolution=8, num_signals=5), 'test')
   _check_unit_images(x, 5, 8)
   assert (tmp_path / 'cache' / 'embedded_images').is_dir()

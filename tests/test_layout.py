@@ -62,7 +62,7 @@ def test_the_graph_sees_the_package():
 
 @pytest.mark.parametrize('module', CORE)
 def test_core_reaches_no_task_or_data_module(module):
-  assert forbidden(module, ('mclnf_jax.tasks', 'mclnf_jax.data', 'mclnf_jax.modalities',
+  assert forbidden(module, ('mclnf_jax.tasks', 'mclnf_jax.data',
                             'mclnf_jax.experiment', 'mclnf_jax.report')) == []
 
 

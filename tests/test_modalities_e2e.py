@@ -91,7 +91,7 @@ def test_nerf_on_a_matrixcity_fixture(matrixcity_root, tmp_path):
   c = nerf_config(root, test_block)
   results = experiment.run(c, str(tmp_path), 'train_and_eval')
   assert np.isfinite(results['modular']['curves']['psnr']).all()
-  for f in ('table_psnr.md', 'reconstructions_0.png', 'results/mcl_flythrough_0.gif'):
+  for f in ('table_psnr.md', 'reconstructions_0.png', 'results/modular_flythrough_0.gif'):
     assert os.path.getsize(tmp_path / f) > 0
   with open(tmp_path / 'modular' / 'config.json') as f:
     assert json.load(f)['data']['name'] == 'matrixcity'

@@ -186,25 +186,6 @@ def test_jit_and_vmap_over_parameter_sets():
   np.testing.assert_allclose(batched['rgb'][1], second['rgb'], atol=1e-5)
 
 
-def test_render_image_chunked_matches_full_render_and_compiles_once():
-  apply_fn, params = _tiny_mlp()
-  o, d = _rays(5 * 7, seed=4)
-  traces = []
-
-  @jax.jit
-  def render_fn(oc, dc):
-    traces.append(oc.shape)
-    return render.render_rays(apply_fn, params, oc, dc, None, near=NEAR, far=FAR,
-                              num_samples=8, background=BG, stratified=False)
-
-  image = render.render_image_chunked(render_fn, np.asarray(o).reshape(5, 7, 3),
-                                      np.asarray(d).reshape(5, 7, 3), chunk=8)
-  full = render_fn(o, d)
-  assert image['rgb'].shape == (5, 7, 3) and image['depth'].shape == (5, 7)
-  np.testing.assert_allclose(image['rgb'].reshape(-1, 3), full['rgb'], atol=1e-6)
-  assert traces.count((8, 3)) == 1
-
-
 @pytest.mark.parametrize('cfg', [dict(depth=3, width=16, pos_freqs=2, dir_freqs=1),
                                  dict(depth=1, width=8, pos_freqs=0, dir_freqs=0),
                                  dict(depth=4, width=12, skip=False),

@@ -202,7 +202,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
       self.f.write('dataset,gro')
       raise OSError('disk full')
 
-  monkeypatch.setattr(report.csv, 'writer', CrashingWriter)
+  monkeypatch.setattr(csv, 'writer', CrashingWriter)  # the one CSV writer, files.write_csv
   with pytest.raises(OSError):
     report.write_table(tmp_path / 't', STEPS, CURVES, 'psnr')
   with pytest.raises(OSError):

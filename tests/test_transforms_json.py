@@ -276,21 +276,3 @@ def test_matrixcity_cell_without_views_names_block_and_cell(tmp_path, block_scen
   with pytest.raises(UserError) as err:
     scene_lib.views_by_cell(s, (2, 2), require_all=True)
   _assert_one_line(err, 'MatrixCity block_7', 'cell 3', 'no views')
-
-
-def test_matrixcity_processed_pose_file(tmp_path, block_scene):
-  root = str(tmp_path)
-  matrixcity.write_matrixcity_fixture(root, block_scene, 1)
-  frames = [{'file_path': f'../../block_1/rgb/{i:04d}.png',
-             'transform_matrix': np.asarray(c, np.float64).tolist()}
-            for i, c in enumerate(block_scene.c2w)]
-  pose = os.path.join(root, 'small_city', 'aerial', 'pose', 'block_A')
-  os.makedirs(pose)
-  angle = float(2 * np.arctan(block_scene.width / (2 * block_scene.focal[0])))
-  _dump(os.path.join(pose, 'transforms_train.json'),
-        {'camera_angle_x': angle, 'frames': frames})
-  s = matrixcity.load_matrixcity_pose_file(root, 'A', 'train', resize=None)
-  np.testing.assert_allclose(s.c2w, block_scene.c2w, atol=1e-6)
-  with pytest.raises(UserError) as err:
-    matrixcity.load_matrixcity_pose_file(root, 'B', 'train')
-  _assert_one_line(err, "'block'", 'pose/block_B/transforms_train.json')

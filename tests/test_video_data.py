@@ -6,6 +6,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from mclnf_jax.data import embedded_video
+from mclnf_jax.data import skimage_photos
 from mclnf_jax.data import video
 from mclnf_jax.errors import UserError
 
@@ -77,9 +79,9 @@ def test_embedded_frames_are_temporally_correlated():
 
 
 def test_embedded_sources_disjoint_and_splits_use_their_own(monkeypatch):
-  assert not set(video.TRAIN_SOURCES) & set(video.TEST_SOURCES)
-  every = set(video.COLOR_SOURCES) | set(video.GRAY_SOURCES)
-  assert set(video.TRAIN_SOURCES) | set(video.TEST_SOURCES) == every
+  assert not set(embedded_video.TRAIN_SOURCES) & set(embedded_video.TEST_SOURCES)
+  every = set(embedded_video.COLOR_SOURCES) | set(embedded_video.GRAY_SOURCES)
+  assert set(embedded_video.TRAIN_SOURCES) | set(embedded_video.TEST_SOURCES) == every
   used = {'train': set(), 'test': set()}
   for split in used:
 
@@ -88,15 +90,15 @@ def test_embedded_sources_disjoint_and_splits_use_their_own(monkeypatch):
       return np.zeros(
           (request.frames, request.resolution, request.resolution, 3))
 
-    monkeypatch.setattr(video, 'render_clip', spy)
+    monkeypatch.setattr(embedded_video, 'render_clip', spy)
     video.load_video(_cfg(num_signals=0), split)
-  assert used['train'] == set(video.TRAIN_SOURCES)
-  assert used['test'] == set(video.TEST_SOURCES)
+  assert used['train'] == set(embedded_video.TRAIN_SOURCES)
+  assert used['test'] == set(embedded_video.TEST_SOURCES)
 
 
 def test_embedded_sources_are_rgb_in_unit_range():
-  for name in video.COLOR_SOURCES + video.GRAY_SOURCES:
-    image = video.source_image(name)
+  for name in embedded_video.COLOR_SOURCES + embedded_video.GRAY_SOURCES:
+    image = skimage_photos.photo(name)
     assert image.ndim == 3 and image.shape[-1] == 3, name
     assert 0.0 <= image.min() and image.max() <= 1.0, name
 

@@ -3,6 +3,8 @@ import ml_collections
 
 from mclnf_jax import fisher
 from mclnf_jax.errors import UserError
+from mclnf_jax.fields.sine import get_sine
+from mclnf_jax.types import MODALITIES
 
 
 def _positive(value, key: str) -> None:
@@ -12,6 +14,9 @@ def _positive(value, key: str) -> None:
 
 def check(config: ml_collections.ConfigDict) -> None:
   m, d, e = config.meta, config.data, config.eval
+  if config.modality not in MODALITIES:
+    raise UserError(f'unknown config.modality={config.modality!r}: use one of '
+                    f'{", ".join(MODALITIES)}')
   for key in ('steps', 'batch_size', 'inner_steps', 'lr', 'clip', 'val_every', 'log_every',
               'save_every'):
     _positive(m[key], f'meta.{key}')
@@ -19,6 +24,7 @@ def check(config: ml_collections.ConfigDict) -> None:
     _positive(e[key], f'eval.{key}')
   _positive(d.resolution, 'data.resolution')
   _positive(config.field.depth, 'field.depth')
+  get_sine(config.field.sine)
   for key in ('num_train', 'num_val', 'num_test', 'seed'):
     if d[key] < 0:
       raise UserError(f'config.data.{key}={d[key]} must be >= 0')

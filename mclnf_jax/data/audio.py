@@ -29,23 +29,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 import dataclasses
 import io
-import math
-import os
 import pathlib
 
 import ml_collections
 import numpy as np
-from scipy import signal
 import soundfile as sf
 import tensorflow_datasets as tfds
 
-from mclnf_jax.data import embedded_speech
 from mclnf_jax.data import common
+from mclnf_jax.data import embedded_speech
+from mclnf_jax.data.common import SAMPLE_RATE
 from mclnf_jax.errors import UserError
 
-SAMPLE_RATE = 16000
-SPLITS = ('train', 'test')
-DEFAULT_EMBEDDED_ROOT = '~/.cache/mclnf_jax/tfds'
 LIBRISPEECH_SPLITS = {'train': 'train_clean100', 'test': 'test_clean'}
 AUDIO_SUFFIXES = ('.flac', '.wav')
 _INT16_SCALE = 1.0 / 32768.0
@@ -88,12 +83,6 @@ def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
                   seed=common.int_field(cfg, 'seed', minimum=0))
 
 
-
-
-
-
-
-
 def random_crop(wav: np.ndarray, length: int, seed: int,
                 key: int) -> np.ndarray:
   """A [length] window of [T] `wav` at an offset fixed by (seed, key)."""
@@ -102,25 +91,12 @@ def random_crop(wav: np.ndarray, length: int, seed: int,
   return wav[offset:offset + length]
 
 
-def resample_to_16k(wav: np.ndarray, rate: int) -> np.ndarray:
-  """Polyphase resampling of [T] `wav` from `rate` Hz to 16 kHz."""
-  if rate == SAMPLE_RATE:
-    return wav
-  g = math.gcd(rate, SAMPLE_RATE)
-  wav = signal.resample_poly(wav, SAMPLE_RATE // g, rate // g)
-  return wav.astype(np.float32)
-
-
 # ----------------------------------------------------------------- embedded --
 
 
 def _load_embedded(request: _Request) -> Iterator[np.ndarray]:
   """Builds the eSpeak-NG clips once in the data dir, then reads them."""
-  root = request.root or os.path.expanduser(DEFAULT_EMBEDDED_ROOT)
-  if os.path.exists(root) and not os.path.isdir(root):
-    raise UserError(f'embedded data dir {root} is a file: pass '
-                    '--config.data.root=<folder for the built dataset>')
-  os.makedirs(root, exist_ok=True)
+  root = common.embedded_dir(request.root)
   config = embedded_speech.config_for(request.length / SAMPLE_RATE)
   source = embedded_speech.build(root, config).as_data_source(request.split)
   for i in common.choose_indices(len(source), request.num_signals, request.seed):
@@ -178,7 +154,7 @@ def _speech_array(speech) -> np.ndarray:
   if isinstance(speech, (bytes, np.bytes_)):
     data = io.BytesIO(bytes(speech))
     wav, rate = sf.read(data, dtype='float32', always_2d=True)  # [T, C]
-    return resample_to_16k(wav.mean(axis=1), rate)
+    return common.resample_to_16k(wav.mean(axis=1), rate)
   return np.asarray(speech, np.float32).reshape(-1) * _INT16_SCALE
 
 
@@ -201,19 +177,7 @@ def _load_audio_dir(request: _Request) -> Iterator[np.ndarray]:
 
 def audio_files(root: str) -> list[pathlib.Path]:
   """The sorted .flac/.wav files under `root` (recursively); errors if none."""
-  if not root:
-    raise UserError('audio_dir needs a folder: pass --config.data.root=<folder '
-                    'of .flac/.wav files>')
-  folder = pathlib.Path(root)
-  if not folder.is_dir():
-    raise UserError(f'audio folder {root} does not exist: pass '
-                    '--config.data.root=<folder of .flac/.wav files>')
-  files = sorted(p for p in folder.rglob('*')
-                 if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-  if not files:
-    raise UserError(f'audio folder {root} has no .flac or .wav files: add some '
-                    'or point --config.data.root elsewhere')
-  return files
+  return common.files_under(root, AUDIO_SUFFIXES, 'audio', '.flac or .wav files')
 
 
 def split_files(files: list[pathlib.Path], split: str) -> list[pathlib.Path]:
@@ -226,9 +190,9 @@ def read_audio_file(path: pathlib.Path) -> np.ndarray:
   try:
     wav, rate = sf.read(str(path), dtype='float32', always_2d=True)  # [T, C]
   except (sf.LibsndfileError, RuntimeError, OSError, EOFError) as e:
-    raise UserError(f'cannot read audio file {path} ({e}): replace or remove '
+    raise UserError(f'cannot read audio file {path} ({common.one_line(e)}): replace or remove '
                     'it') from e
-  return resample_to_16k(wav.mean(axis=1), rate)
+  return common.resample_to_16k(wav.mean(axis=1), rate)
 
 
 _LOADERS: dict[str, Callable[[_Request], Iterator[np.ndarray]]] = {

@@ -1,13 +1,30 @@
-"""Helpers every dataset reader shares: config fields, subsets, splits, crops."""
+"""Helpers every dataset reader shares: config fields, subsets, splits, crops, errors."""
+import math
 import os
-from typing import Sequence, TypeVar
+import pathlib
+from typing import NoReturn, Sequence, TypeVar
 
 import ml_collections
 import numpy as np
+from PIL import Image
+from scipy import signal
 
 from mclnf_jax.errors import UserError
 
 T = TypeVar('T')
+SAMPLE_RATE = 16_000  # Hz: every audio clip of the package (datasets and tasks).
+DEFAULT_EMBEDDED_ROOT = '~/.cache/mclnf_jax/tfds'  # where embedded datasets are built
+
+
+def fail(source: str, field: str, fix: str) -> NoReturn:
+  """Raises the one-line UserError '<source>: field '<field>': <what is wrong; fix>'."""
+  raise UserError(f'{source}: field {field!r}: {fix}')
+
+
+def one_line(error: BaseException) -> str:
+  """The first line of an exception's message, for one-line UserErrors."""
+  text = str(error).strip() or type(error).__name__
+  return text.splitlines()[0]
 
 
 def field(cfg: ml_collections.ConfigDict, key: str):
@@ -44,6 +61,72 @@ def center_square(image: np.ndarray) -> np.ndarray:
   side = min(height, width)
   top, left = (height - side) // 2, (width - side) // 2
   return image[top:top + side, left:left + side]
+
+
+def resize_square(image: np.ndarray | Image.Image, resolution: int,
+                  box: tuple[int, int, int] | None = None) -> np.ndarray:
+  """Resizes an image (or its (top, left, side) square) to uint8 [R, R, 3].
+
+  Bicubic with PIL's antialiasing; `reducing_gap` first shrinks huge crops by
+  box filtering, which is much faster and visually identical.
+  """
+  pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
+  pil_box = None
+  if box is not None:
+    top, left, side = (int(v) for v in box)
+    pil_box = (left, top, left + side, top + side)
+  if pil.mode != 'RGB':
+    pil = pil.convert('RGB')
+  out = pil.resize((resolution, resolution), Image.Resampling.BICUBIC, box=pil_box,
+                   reducing_gap=3.0)
+  return np.asarray(out, dtype=np.uint8)
+
+
+def resize_center_square(image: np.ndarray, resolution: int) -> np.ndarray:
+  """Centre square crop of uint8 [H, W, 3], antialiased bicubic to [R, R, 3]."""
+  square = np.ascontiguousarray(center_square(image))
+  if square.shape[0] == resolution:
+    return square
+  return resize_square(square, resolution)
+
+
+def resample_to_16k(wav: np.ndarray, rate: int) -> np.ndarray:
+  """Polyphase resampling of [T] `wav` from `rate` Hz to SAMPLE_RATE (16 kHz)."""
+  if rate == SAMPLE_RATE:
+    return wav
+  g = math.gcd(rate, SAMPLE_RATE)
+  return signal.resample_poly(wav, SAMPLE_RATE // g, rate // g).astype(np.float32)
+
+
+def embedded_dir(root: str) -> str:
+  """The folder an embedded dataset is built in (`root`, or the default cache), created."""
+  root = root or os.path.expanduser(DEFAULT_EMBEDDED_ROOT)
+  if os.path.exists(root) and not os.path.isdir(root):
+    raise UserError(f'embedded data dir {root} is a file: pass '
+                    '--config.data.root=<folder for the built dataset>')
+  try:
+    os.makedirs(root, exist_ok=True)
+  except OSError as e:
+    raise UserError(f'cannot create embedded data dir {root} ({one_line(e)}): pass '
+                    '--config.data.root=<writable folder>') from e
+  return root
+
+
+def files_under(root: str, suffixes: Sequence[str], kind: str, what: str) -> list[pathlib.Path]:
+  """The sorted files under folder `root` (recursively) whose suffix is one of
+  `suffixes` (lower case); errors name the `kind` of folder and `what` it should hold."""
+  hint = f'--config.data.root=<folder of {what}>'
+  if not root:
+    raise UserError(f'{kind} needs a folder: pass {hint}')
+  folder = pathlib.Path(root)
+  if not folder.is_dir():
+    raise UserError(f'{kind} folder {root} does not exist: pass {hint}')
+  files = sorted(p for p in folder.rglob('*')
+                 if p.is_file() and p.suffix.lower() in suffixes)
+  if not files:
+    raise UserError(f'{kind} folder {root} has no {what}: add some or point '
+                    '--config.data.root elsewhere')
+  return files
 
 
 def split_last_tenth(items: Sequence[T], split: str, what: str) -> list[T]:

@@ -38,6 +38,8 @@ from PIL import Image
 import skimage.data
 import tensorflow_datasets as tfds
 
+from mclnf_jax.data import common
+from mclnf_jax.data import skimage_photos
 from mclnf_jax.errors import UserError
 
 _COLOR_SOURCES = (
@@ -70,30 +72,13 @@ def source_names(split: str) -> tuple[str, ...]:
   raise UserError(f'unknown split {split!r}: use one of {SPLITS}')
 
 
-def _to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-  """Converts a bool / float / gray / RGBA skimage array to uint8 [H, W, 3]."""
-  if image.dtype == bool:
-    image = image.astype(np.uint8) * 255
-  elif image.dtype != np.uint8:
-    image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
-  if image.ndim == 2:
-    return np.repeat(image[..., None], 3, axis=-1)
-  if image.shape[-1] == 4:
-    alpha = image[..., 3:].astype(np.float32) / 255.0
-    rgb = image[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-    return np.round(rgb).astype(np.uint8)
-  return image
-
-
 def load_source(name: str) -> np.ndarray:
   """Loads one source image from the scikit-image wheel as uint8 [H, W, 3]."""
-  if name in _STEREO_SOURCES:
-    left, right, _ = skimage.data.stereo_motorcycle()
-    return _to_rgb_uint8(left if name.endswith('left') else right)
   if name in LFW_SOURCES:
-    return _to_rgb_uint8(_lfw_faces()[int(name[len(_LFW_PREFIX):])])
+    face = _lfw_faces()[int(name[len(_LFW_PREFIX):])]      # float [25, 25]
+    return np.repeat(skimage_photos.to_uint8(face)[..., None], 3, axis=-1)
   if name in LARGE_SOURCES:
-    return _to_rgb_uint8(getattr(skimage.data, name)())
+    return skimage_photos.to_uint8(skimage_photos.photo(name))
   raise UserError(f'unknown embedded source {name!r}: use one of SOURCE_NAMES')
 
 
@@ -101,28 +86,6 @@ def load_source(name: str) -> np.ndarray:
 def _lfw_faces() -> np.ndarray:
   """Returns the 200 float [25, 25] `lfw_subset` patches (in the wheel)."""
   return skimage.data.lfw_subset()
-
-
-def resize_square(
-    image: np.ndarray | Image.Image, resolution: int,
-    box: tuple[int, int, int] | None = None,
-) -> np.ndarray:
-  """Resizes an image (or its (top, left, side) square) to uint8 [R, R, 3].
-
-  Bicubic with PIL's antialiasing; `reducing_gap` first shrinks huge crops by
-  box filtering, which is much faster and visually identical.
-  """
-  pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
-  pil_box = None
-  if box is not None:
-    top, left, side = (int(v) for v in box)
-    pil_box = (left, top, left + side, top + side)
-  if pil.mode != 'RGB':
-    pil = pil.convert('RGB')
-  out = pil.resize(
-      (resolution, resolution), Image.Resampling.BICUBIC, box=pil_box,
-      reducing_gap=3.0)
-  return np.asarray(out, dtype=np.uint8)
 
 
 def random_boxes(
@@ -257,7 +220,7 @@ def _crop_examples(
   pil = Image.fromarray(image)
   for k, box in enumerate(boxes):
     yield f'{name}/{k:04d}', {
-        'image': resize_square(pil, resolution, box),
+        'image': common.resize_square(pil, resolution, box),
         'source': source,
         'box': np.asarray(box, np.int32),
     }

@@ -36,12 +36,10 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from mclnf_jax.data import embedded_images
 from mclnf_jax.data import common
+from mclnf_jax.data import embedded_images
 from mclnf_jax.errors import UserError
 
-SPLITS = ('train', 'test')
-DEFAULT_EMBEDDED_ROOT = '~/.cache/mclnf_jax/tfds'
 CELEB_A_RESOLUTION = 180
 _CELEB_A_CROP = 178
 _IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
@@ -88,39 +86,13 @@ def _parse(cfg: ml_collections.ConfigDict, split: str) -> _Request:
           'crops_per_source', embedded_images.DEFAULT_CROPS))
 
 
-
-
-
-
-
-
-
-
-def _resize(image: np.ndarray, resolution: int) -> np.ndarray:
-  """Centre square crop, then antialiased bicubic resize to [R, R, 3] uint8."""
-  square = np.ascontiguousarray(common.center_square(image))
-  if square.shape[0] == resolution:
-    return square
-  return embedded_images.resize_square(square, resolution)
-
-
 # ----------------------------------------------------------------- embedded --
 
 
 def _load_embedded(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
   """Builds the scikit-image crops once in the data dir, then reads them."""
-  root = request.root or os.path.expanduser(DEFAULT_EMBEDDED_ROOT)
-  if os.path.exists(root) and not os.path.isdir(root):
-    raise UserError(f'embedded data dir {root} is a file: pass '
-                    '--config.data.root=<folder for the built dataset>')
-  try:
-    os.makedirs(root, exist_ok=True)
-  except OSError as e:
-    raise UserError(f'cannot create embedded data dir {root} '
-                    f'({_one_line(e)}): pass --config.data.root=<writable '
-                    'folder>') from e
   builder = embedded_images.build(
-      root, request.resolution, request.crops_per_source, request.seed)
+      common.embedded_dir(request.root), request.resolution, request.crops_per_source, request.seed)
   source = builder.as_data_source(request.split)
   return _read_source(source, request, lambda image, _: image)
 
@@ -161,7 +133,7 @@ def _load_imagenette(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
   tfds_split = 'validation' if request.split == 'test' else request.split
   source = _open_tfds('imagenette', request.root, tfds_split)
   return _read_source(
-      source, request, lambda image, _: _resize(image, request.resolution))
+      source, request, lambda image, _: common.resize_center_square(image, request.resolution))
 
 
 def _open_tfds(name: str, root: str, split: str) -> Sequence[dict]:
@@ -198,7 +170,7 @@ def _tfds_problem(name: str, data_dir: str | None, error: Exception) -> str:
             f'random access needs array_record: run `tfds convert_format '
             f'--dataset_dir={data_dir or "<data_dir>"}/{name} '
             f'--out_file_format=array_record` or rebuild with {build}')
-  return (f'cannot open TFDS dataset {name} in {where} ({_one_line(error)}): '
+  return (f'cannot open TFDS dataset {name} in {where} ({common.one_line(error)}): '
           f'rebuild it with {build}')
 
 
@@ -256,7 +228,7 @@ def read_image_file(path: str, resolution: int) -> np.ndarray:
       pil.load()
       image = np.asarray(pil.convert('RGB'), dtype=np.uint8)
   except (OSError, SyntaxError, ValueError) as e:
-    raise UserError(f'cannot read image file {path} ({_one_line(e)}): '
+    raise UserError(f'cannot read image file {path} ({common.one_line(e)}): '
                     'delete it or replace it with a valid image') from e
   height, width = image.shape[:2]
   if min(height, width) < resolution:
@@ -264,7 +236,7 @@ def read_image_file(path: str, resolution: int) -> np.ndarray:
         f'image {path} is {width}x{height}, smaller than the requested '
         f'{resolution}x{resolution}: use larger images or lower '
         '--config.data.resolution')
-  return _resize(image, resolution)
+  return common.resize_center_square(image, resolution)
 
 
 def _load_ffhq(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
@@ -282,12 +254,6 @@ def _load_ffhq(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
             lambda p: read_image_file(p, request.resolution), chunk)
 
   return len(paths), images()
-
-
-def _one_line(error: Exception) -> str:
-  """The first line of an exception's message, for one-line UserErrors."""
-  text = str(error).strip() or type(error).__name__
-  return text.splitlines()[0]
 
 
 _LOADERS: dict[str, _Loader] = {

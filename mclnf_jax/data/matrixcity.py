@@ -10,14 +10,13 @@ centimetre scale), so the loader multiplies it by 100; the translation is in the
 dataset's units (centimetres) and is multiplied by `scale` (0.01: metres). Images
 are `rgb/{frame_index:04d}.png` (or `{frame_index:04d}.png` beside the json). The
 processed pose files (`aerial/pose/block_X/transforms_{train,test}.json`) are
-nerfstudio style and go through `transforms_json`.
+nerfstudio style: read them as data.name='transforms_json' scenes (see `scenes`).
 
 Each block is resized once (the paper: 1920x1080 -> 480x270) and cached as .npz.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -25,8 +24,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mclnf_jax import files
 from mclnf_jax.data import scene as scene_lib
 from mclnf_jax.data import transforms_json as tj
+from mclnf_jax.data.common import fail
 from mclnf_jax.errors import UserError
 
 ROT_SCALE = 100.0       # rot_mat stores R / 100
@@ -50,7 +51,7 @@ def _block_name(block: int | str) -> str:
 def block_dir(root: str, block: int | str, split: str = 'train') -> str:
   """The folder of one block's split; UserError when root or the block is missing."""
   if split not in _SPLITS:
-    tj.fail(root, 'split', f'expected one of {_SPLITS}, got {split!r}')
+    fail(root, 'split', f'expected one of {_SPLITS}, got {split!r}')
   if not os.path.isdir(root):
     raise _missing_root(root)
   name = _block_name(block) + ('_test' if split == 'test' else '')
@@ -60,8 +61,8 @@ def block_dir(root: str, block: int | str, split: str = 'train') -> str:
   for path in candidates:
     if os.path.isfile(os.path.join(path, 'transforms.json')):
       return path
-  tj.fail(root, 'block', f'no {name}/transforms.json under root (expected '
-          f'{candidates[0]}/transforms.json); check the block id and split')
+  fail(root, 'block', f'no {name}/transforms.json under root (expected '
+       f'{candidates[0]}/transforms.json); check the block id and split')
 
 
 # ---------------------------------------------------------------- reading
@@ -70,8 +71,8 @@ def block_dir(root: str, block: int | str, split: str = 'train') -> str:
 def _frame_index(frame: dict[str, Any], source: str, i: int) -> int:
   value = tj.get_field(frame, 'frame_index', source, f'frames[{i}].')
   if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-    tj.fail(source, f'frames[{i}].frame_index',
-            f'expected a non-negative integer, got {value!r}')
+    fail(source, f'frames[{i}].frame_index',
+         f'expected a non-negative integer, got {value!r}')
   return value
 
 
@@ -79,15 +80,15 @@ def _image_path(folder: str, frame: dict[str, Any], index: int, source: str,
                 i: int) -> str:
   sub = frame.get('path', '')
   if not isinstance(sub, str):
-    tj.fail(source, f'frames[{i}].path', f'expected a sub-folder name, got {sub!r}')
+    fail(source, f'frames[{i}].path', f'expected a sub-folder name, got {sub!r}')
   base = os.path.join(folder, sub)
   for path in (os.path.join(base, 'rgb', f'{index:04d}.png'),
                os.path.join(base, f'{index:04d}.png')):
     if os.path.isfile(path):
       return path
-  tj.fail(source, f'frames[{i}].frame_index',
-          f'image {os.path.join(base, "rgb", f"{index:04d}.png")} not found; restore '
-          'the image or drop the frame')
+  fail(source, f'frames[{i}].frame_index',
+       f'image {os.path.join(base, "rgb", f"{index:04d}.png")} not found; restore '
+       'the image or drop the frame')
 
 
 def read_c2w(frame: dict[str, Any], scale: float, source: str, i: int) -> np.ndarray:
@@ -182,24 +183,6 @@ def load_matrixcity_block(
   return scene
 
 
-def load_matrixcity_pose_file(
-    root: str, block: str, split: str = 'train', *,
-    resize: tuple[int, int] | None = (480, 270), near: float | None = None,
-    far: float | None = None, ground_z: float | None = None,
-    cache_dir: str | None = None) -> scene_lib.Scene:
-  """A processed pose file, aerial/pose/block_X/transforms_{split}.json (nerfstudio)."""
-  if not os.path.isdir(root):
-    raise _missing_root(root)
-  name = block if block.startswith('block_') else f'block_{block}'
-  for parts in (('small_city', 'aerial', 'pose'), ('aerial', 'pose'), ('pose',)):
-    path = os.path.join(root, *parts, name, f'transforms_{split}.json')
-    if os.path.isfile(path):
-      return tj.load_transforms_json(path, resize=resize, near=near, far=far,
-                                     ground_z=ground_z, cache_dir=cache_dir)
-  tj.fail(root, 'block', f'no small_city/aerial/pose/{name}/transforms_{split}.json '
-          'under root; check the block letter')
-
-
 # ---------------------------------------------------------------- test fixture
 
 
@@ -215,8 +198,8 @@ def write_matrixcity_fixture(root: str, block_scene: scene_lib.Scene,
   fx, fy = block_scene.focal
   w, h = block_scene.width, block_scene.height
   if abs(fx - fy) > 1e-6 * fx or block_scene.principal != (w / 2, h / 2):
-    tj.fail(block_scene.name, 'focal/principal', 'MatrixCity stores only '
-            'camera_angle_x, so need fx == fy and a centred principal point')
+    fail(block_scene.name, 'focal/principal', 'MatrixCity stores only '
+         'camera_angle_x, so need fx == fy and a centred principal point')
   name = _block_name(block_id) + ('_test' if split == 'test' else '')
   folder = os.path.join(root, 'small_city', 'aerial', name)
   os.makedirs(os.path.join(folder, 'rgb'), exist_ok=True)
@@ -229,6 +212,5 @@ def write_matrixcity_fixture(root: str, block_scene: scene_lib.Scene,
     rot_mat[:3, 3] /= scale
     frames.append({'frame_index': i, 'rot_mat': rot_mat.tolist()})
   meta = {'camera_angle_x': float(2 * np.arctan(w / (2 * fx))), 'frames': frames}
-  with open(os.path.join(folder, 'transforms.json'), 'w', encoding='utf-8') as f:
-    json.dump(meta, f, indent=1)
+  files.write_json(os.path.join(folder, 'transforms.json'), meta)
   return folder

@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
-from typing import NoReturn, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from mclnf_jax.errors import UserError
+from mclnf_jax import files
+from mclnf_jax.data.common import fail
 
 Bounds = tuple[float, float, float, float]   # (xmin, xmax, ymin, ymax)
 ORTHONORMAL_TOL = 1e-3
@@ -81,32 +81,34 @@ class Scene:
     _check_finite(self)
     check_rotations(self.c2w, self.name, 'c2w')
     if not 0.0 <= self.near < self.far:
-      _fail(self.name, 'near/far', f'need 0 <= near < far, got near={self.near}, '
-            f'far={self.far}; pass a valid ray range')
+      fail(self.name, 'near/far', f'need 0 <= near < far, got near={self.near}, '
+           f'far={self.far}; pass a valid ray range')
     xmin, xmax, ymin, ymax = self.bounds
     if not (xmin < xmax and ymin < ymax):
-      _fail(self.name, 'bounds', f'need xmin < xmax and ymin < ymax, got {self.bounds}')
+      fail(self.name, 'bounds', f'need xmin < xmax and ymin < ymax, got {self.bounds}')
     return self
 
 
-def _fail(source: str, field: str, fix: str) -> NoReturn:
-  raise UserError(f'{source}: field {field!r}: {fix}')
+class SceneSignal(NamedTuple):
+  """One signal of the scene modality: a block's context views and its held-out views."""
+  context: Scene                 # views whose rays form the tasks
+  heldout: Optional[Scene]       # evaluation views (None for meta-training blocks)
 
 
 def _check_shapes(scene: Scene) -> None:
   """Images [V,H,W,3], c2w [V,4,4], depth [V,H,W], two-tuples of intrinsics."""
   img, c2w = np.asarray(scene.images), np.asarray(scene.c2w)
   if img.ndim != 4 or img.shape[-1] != 3 or img.shape[0] == 0:
-    _fail(scene.name, 'images', f'expected a non-empty [V, H, W, 3] array, got '
-          f'shape {img.shape}')
+    fail(scene.name, 'images', f'expected a non-empty [V, H, W, 3] array, got '
+         f'shape {img.shape}')
   if c2w.shape != (img.shape[0], 4, 4):
-    _fail(scene.name, 'c2w', f'expected shape {(img.shape[0], 4, 4)} (one 4x4 per '
-          f'image), got {c2w.shape}')
+    fail(scene.name, 'c2w', f'expected shape {(img.shape[0], 4, 4)} (one 4x4 per '
+         f'image), got {c2w.shape}')
   if scene.depth is not None and np.shape(scene.depth) != img.shape[:3]:
-    _fail(scene.name, 'depth', f'expected shape {img.shape[:3]}, got '
-          f'{np.shape(scene.depth)}')
+    fail(scene.name, 'depth', f'expected shape {img.shape[:3]}, got '
+         f'{np.shape(scene.depth)}')
   if len(scene.focal) != 2 or len(scene.principal) != 2:
-    _fail(scene.name, 'focal/principal', 'expected (fx, fy) and (cx, cy)')
+    fail(scene.name, 'focal/principal', 'expected (fx, fy) and (cx, cy)')
 
 
 def _check_finite(scene: Scene) -> None:
@@ -116,9 +118,9 @@ def _check_finite(scene: Scene) -> None:
     arrays['depth'] = scene.depth
   for field, value in arrays.items():
     if not np.all(np.isfinite(np.asarray(value, dtype=np.float64))):
-      _fail(scene.name, field, 'contains NaN or inf; fix the source data')
+      fail(scene.name, field, 'contains NaN or inf; fix the source data')
   if float(np.min(scene.focal)) <= 0:
-    _fail(scene.name, 'focal', f'focal lengths must be positive, got {scene.focal}')
+    fail(scene.name, 'focal', f'focal lengths must be positive, got {scene.focal}')
 
 
 def check_rotations(c2w: np.ndarray, source: str, field: str,
@@ -128,8 +130,8 @@ def check_rotations(c2w: np.ndarray, source: str, field: str,
   err = np.abs(rot @ np.swapaxes(rot, 1, 2) - np.eye(3)).max(axis=(1, 2))  # [V]
   bad = np.flatnonzero(~(err <= tol))
   if bad.size:
-    _fail(source, field, f'rotation of view {int(bad[0])} is not orthonormal (max '
-          f'|R R^T - I| = {err[bad[0]]:.3g} > {tol}); store a rigid camera-to-world')
+    fail(source, field, f'rotation of view {int(bad[0])} is not orthonormal (max '
+         f'|R R^T - I| = {err[bad[0]]:.3g} > {tol}); store a rigid camera-to-world')
 
 
 def camera_rays(c2w: np.ndarray, height: int, width: int, fx: float, fy: float,
@@ -190,8 +192,8 @@ def views_by_cell(scene: Scene, grid: tuple[int, int] = (2, 2), *,
   if require_all:
     for c, views in enumerate(groups):
       if views.size == 0:
-        _fail(scene.name, 'views', f'cell {c} (row {c // grid[1]}, col {c % grid[1]}) '
-              f'of grid {grid} has no views; add views over it or use a coarser grid')
+        fail(scene.name, 'views', f'cell {c} (row {c // grid[1]}, col {c % grid[1]}) '
+             f'of grid {grid} has no views; add views over it or use a coarser grid')
   return groups
 
 
@@ -217,23 +219,13 @@ _ARRAY_FIELDS = ('images', 'c2w', 'depth')
 
 
 def save_scene_npz(scene: Scene, path: str, key: str = '') -> None:
-  """Writes scene to path atomically (temp file in the same folder, then rename)."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
+  """Writes scene to path atomically (see files.atomic_write)."""
   meta = {f.name: _plain(getattr(scene, f.name)) for f in dataclasses.fields(scene)
           if f.name not in _ARRAY_FIELDS}
   arrays = {'images': scene.images, 'c2w': scene.c2w}
   if scene.depth is not None:
     arrays['depth'] = scene.depth
-  fd, tmp = tempfile.mkstemp(dir=folder, suffix='.npz.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, meta=np.array(json.dumps(meta)), key=np.array(key), **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  files.write_npz(path, meta=np.array(json.dumps(meta)), key=np.array(key), **arrays)
 
 
 def load_scene_npz(path: str, key: str = '') -> Scene | None:

@@ -16,22 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from PIL import Image
 
 from mclnf_jax.data import scene as scene_lib
+from mclnf_jax.data.common import fail, one_line
 from mclnf_jax.errors import UserError
 
 _EXTENSIONS = ('.png', '.jpg', '.jpeg', '.PNG', '.JPG', '.JPEG')
 # Blender synthetic scenes (the format's origin) render between 2 and 6 units.
 BLENDER_NEAR, BLENDER_FAR = 2.0, 6.0
-
-
-def fail(source: str, field: str, fix: str) -> NoReturn:
-  """Raises the one-line UserError '<file>: field '<field>': <what is wrong; fix>'."""
-  raise UserError(f'{source}: field {field!r}: {fix}')
 
 
 def read_json(path: str, what: str = 'transforms file') -> dict[str, Any]:
@@ -43,7 +39,7 @@ def read_json(path: str, what: str = 'transforms file') -> dict[str, Any]:
     with open(path, encoding='utf-8') as f:
       meta = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise UserError(f'{path}: malformed JSON ({str(e).splitlines()[0]}); fix or '
+    raise UserError(f'{path}: malformed JSON ({one_line(e)}); fix or '
                     're-export the file') from None
   if not isinstance(meta, dict):
     raise UserError(f'{path}: expected a JSON object at the top level, got '
@@ -148,7 +144,7 @@ def read_images(paths: Sequence[str], source: str, field: str,
     try:
       img = read_rgb(path, background)
     except (OSError, ValueError) as e:
-      fail(source, f'{field}[{i}]', f'cannot read image {path} ({e}); replace it')
+      fail(source, f'{field}[{i}]', f'cannot read image {path} ({one_line(e)}); replace it')
     size = (img.shape[1], img.shape[0])
     if size0 is None:
       size0 = size

@@ -32,15 +32,6 @@ def experts_from_shared(shared: Params, num: int) -> Params:
   return stacked
 
 
-def num_experts(stacked: Params) -> int:
-  return jax.tree_util.tree_leaves(stacked)[0].shape[0]
-
-
-def apply_each(field: Field, stacked: Params, x: jax.Array) -> jax.Array:
-  """Expert e on its own inputs: [E, N, d_in] -> [E, N, d_out]."""
-  return jax.vmap(field.apply)(stacked, x)
-
-
 def routed_apply(field: Field, router: Callable[[jax.Array], jax.Array]):
   """apply(stacked, x [N, d_in]) = sum_e G_e(x) f_e(x)  (Algorithm 1, line 30).
 

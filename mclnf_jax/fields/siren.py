@@ -58,8 +58,3 @@ class Siren(nn.Module):
 
 def layer_dims(in_dim: int, width: int, depth: int, out_dim: int) -> Sequence[int]:
   return [in_dim] + [width] * (depth - 1) + [out_dim]
-
-
-def siren_param_count(in_dim: int, width: int, depth: int, out_dim: int) -> int:
-  dims = layer_dims(in_dim, width, depth, out_dim)
-  return sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))

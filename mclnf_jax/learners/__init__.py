@@ -16,10 +16,10 @@ from mclnf_jax.fields.nerf import NeRFMLP
 from mclnf_jax.fields.siren import Siren
 from mclnf_jax.learners.base import Learner, make_optimizer
 from mclnf_jax.learners.setup import Setup
-from mclnf_jax.types import TaskSpec
+from mclnf_jax.types import MODALITIES, TaskSpec
 
-GRIDS = ('image', 'video', 'audio')
-EVERY = GRIDS + ('nerf',)
+EVERY = MODALITIES
+GRIDS = tuple(m for m in MODALITIES if m != 'nerf')
 
 
 class Method(NamedTuple):

@@ -1,9 +1,10 @@
 """Signals as task sequences.
 
-A modality decides three things and nothing else: how a signal becomes an `Episode`
-(tasks in order, plus the whole signal as a query set), how a prediction is formed from
-a field (`predictor`: identity here, volume rendering for scenes) and which metrics apply.
-Learners, losses, meta-training and evaluation only ever see `Episode`s and these hooks.
+A modality decides how a signal becomes an `Episode` (tasks in order, plus the whole
+signal as a query set), how a prediction is formed from a field (`predictor`: identity
+for grids, volume rendering for scenes), how inputs route to experts, which metrics
+apply and what the figures show (`visuals`, as plain data that `report` draws).
+Learners see only a `TaskSpec` of it; meta-training, losses and fields see nothing.
 """
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Protocol

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 
 from mclnf_jax import metrics
 from mclnf_jax.tasks.grid import GridTasks
+from mclnf_jax.visuals import ImageGrid
 
 
 def rgb_metrics(pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
@@ -20,7 +21,10 @@ class ImageTasks(GridTasks):
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
     return rgb_metrics(pred, target)
 
-  def save_visuals(self, path_stem: str, truths, recons, scores) -> None:
-    """Ground truth beside each method's reconstruction (the paper's Fig. 3)."""
-    from mclnf_jax import report
-    report.image_grid(path_stem + '.png', list(truths), list(recons), list(scores))
+  def visuals(self, truths, recons, scores) -> list[ImageGrid]:
+    """`reconstructions.png`: a row per image, ground truth beside each method's
+    reconstruction, PSNR under each (the paper's Fig. 3)."""
+    return [ImageGrid('', list(truths), list(recons), list(scores))]
+
+  def flythrough_rays(self, signal) -> None:
+    return None

@@ -13,22 +13,18 @@ direction).
 """
 import dataclasses
 import zlib
-from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mclnf_jax import render
-from mclnf_jax.data.scene import Scene, views_by_cell
+from mclnf_jax.data.scene import Scene, SceneSignal, views_by_cell
 from mclnf_jax.errors import UserError
 from mclnf_jax.types import Episode
 from mclnf_jax.tasks.image import rgb_metrics
-
-
-class SceneSignal(NamedTuple):
-  context: Scene                 # views whose rays form the tasks
-  heldout: Optional[Scene]       # evaluation views (None for meta-training blocks)
+from mclnf_jax.tasks.video import frame_visuals
+from mclnf_jax.visuals import FlythroughRays, Visual
 
 
 def _rays(scene: Scene) -> np.ndarray:
@@ -119,8 +115,8 @@ class SceneTasks:
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
     return rgb_metrics(pred, target)
 
-  def flythrough_rays(self, signal: SceneSignal, frames: int = 24) -> np.ndarray:
-    """Rays [frames * H * W, 6] of a circle flown around the block (for a GIF)."""
+  def flythrough_rays(self, signal: SceneSignal, frames: int = 24) -> FlythroughRays:
+    """A circle flown around the block: `frames` views of `image_shape` (for a GIF)."""
     from mclnf_jax.data.city import orbit_cameras
     from mclnf_jax.data.scene import camera_rays
     scene = signal.heldout if signal.heldout is not None else signal.context
@@ -129,14 +125,10 @@ class SceneTasks:
     c2w = orbit_cameras(self.bounds, frames, altitude, tilt_deg=35.0)
     c2w[:, 2, 3] += scene.ground_z or 0.0
     origins, dirs = camera_rays(c2w, *self.image_shape, *scene.focal, *scene.principal)
-    return np.concatenate([origins, dirs], -1).reshape(-1, 6).astype(np.float32)
+    rays = np.concatenate([origins, dirs], -1).reshape(-1, 6).astype(np.float32)
+    return FlythroughRays(rays, tuple(self.image_shape))
 
-  def save_flythrough(self, path: str, rgb: np.ndarray) -> None:
-    from mclnf_jax.tasks.video import write_gif
-    frames = np.clip(rgb.reshape(-1, *self.image_shape, 3), 0, 1)
-    write_gif(path, frames, {})
-
-  def save_visuals(self, path_stem: str, truths, recons, scores) -> None:
-    """Held-out views rendered by each method beside ground truth, and a GIF per block."""
-    from mclnf_jax.tasks.video import save_frame_grids_and_gifs
-    save_frame_grids_and_gifs(path_stem, truths, recons, scores)
+  def visuals(self, truths, recons, scores) -> list[Visual]:
+    """Held-out views rendered by each method beside ground truth: a grid and a GIF per
+    block (as video frames)."""
+    return frame_visuals(truths, recons, scores)

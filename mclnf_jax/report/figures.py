@@ -1,0 +1,244 @@
+"""All drawing: curve plots, reconstruction grids, GIFs, WAVs with their plots.
+
+`draw(stem, visual)` draws any spec of `mclnf_jax.visuals` (what a modality asks to be
+shown). Methods appear in the tables' order under the paper's names in every figure:
+grid columns and GIF panels alike are ground truth, then `order_methods` of the keys.
+Every file goes through `files.atomic_write`; figures use the Agg canvas directly and
+never open a window.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mclnf_jax import files
+from mclnf_jax.errors import UserError
+from mclnf_jax.report.curves import Curves, as_datasets, curve_values
+from mclnf_jax.report.tables import METHOD_GROUPS, METRIC_NAMES, display_name, order_methods
+from mclnf_jax.visuals import Animation, AudioClips, ImageGrid, Visual
+
+GROUND_TRUTH = 'Ground truth'
+LABEL_HEIGHT = 16          # pixels of the name strip above each GIF panel
+_GAP = 2                   # pixels between GIF panels
+
+
+def draw(path_stem: str | os.PathLike, visual: Visual) -> None:
+  """Draws one spec to its files, named `<path_stem><visual.suffix>...`."""
+  stem = os.fspath(path_stem) + visual.suffix
+  if isinstance(visual, ImageGrid):
+    image_grid(stem + '.png', list(visual.truths), list(visual.recons), list(visual.scores))
+  elif isinstance(visual, Animation):
+    write_gif(stem + '.gif', visual)
+  elif isinstance(visual, AudioClips):
+    write_audio(stem, visual)
+  else:
+    raise TypeError(f'draw: {type(visual).__name__} is not a spec of mclnf_jax.visuals')
+
+
+def columns(methods: Sequence[str]) -> list[str]:
+  """The method columns of every grid and GIF, after the ground truth: table order."""
+  return order_methods(methods)
+
+
+def save_figure(path_png: str | os.PathLike, fig: Figure) -> None:
+  """Renders a figure with Agg (no window, no pyplot state) to a PNG, atomically."""
+  FigureCanvasAgg(fig)
+  files.atomic_write(path_png, lambda f: fig.savefig(f, format='png', dpi=fig.dpi),
+                     binary=True)
+
+
+def _method_colors(methods: Sequence[str]) -> dict[str, tuple]:
+  """A stable colour per method key, the same in every plot."""
+  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
+  cmap = colormaps['tab20']  # dark shades (even) first, then the light ones.
+  known = [m for group in METHOD_GROUPS.values() for m in group]
+  index = {m: i for i, m in enumerate(known + [m for m in methods if m not in known])}
+  return {m: cmap((2 * index[m]) % 20 + (2 * index[m] // 20) % 2) for m in methods}
+
+
+# ------------------------------------------------------------------- curves ---
+
+
+def plot_curves(path_png: str | os.PathLike, steps: Sequence[int],
+                curves: Curves | None, metric: str,
+                datasets: Mapping[str, Curves] | None = None) -> None:
+  """Plots metric against log2(step), one line per method (the paper's Fig. 2).
+
+  One dataset's `curves` gives one panel; `datasets` gives one panel each.
+  """
+  by_dataset = as_datasets(curves, datasets)
+  methods = order_methods([m for c in by_dataset.values() for m in c if metric in c[m]])
+  if not methods:
+    raise UserError(f'plot_curves: no method has metric {metric!r}; check the '
+                    'metric name against the curve record.')
+  colors = _method_colors(methods)
+  x = np.log2(np.asarray(steps, np.float64))
+  fig = Figure(figsize=(4.2 * len(by_dataset) + 1.8, 3.4), dpi=100)
+  axes = fig.subplots(1, len(by_dataset), squeeze=False)[0]
+  for ax, (name, c) in zip(axes, by_dataset.items()):
+    for m in methods:
+      values = curve_values(steps, c, m, metric)
+      if values is not None:
+        ax.plot(x, values, marker='o', markersize=3, color=colors[m],
+                label=display_name(m))
+    ax.set_title(name)
+    ax.set_xlabel('log2(step)')
+    ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+    ax.set_xticks(x)
+    ax.set_xticklabels([f'{v:g}' for v in x])
+    ax.grid(alpha=0.3)
+  handles, labels = axes[0].get_legend_handles_labels()
+  for ax in axes[1:]:  # methods absent from the first panel.
+    for h, lab in zip(*ax.get_legend_handles_labels()):
+      if lab not in labels:
+        handles.append(h)
+        labels.append(lab)
+  fig.legend(handles, labels, loc='center right', fontsize='small')
+  fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
+  save_figure(path_png, fig)
+
+
+# -------------------------------------------------------------- image grids ---
+
+
+def image_grid(path_png: str | os.PathLike,
+               ground_truth: np.ndarray | Sequence[np.ndarray],
+               recons: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+               psnrs: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
+               ) -> None:
+  """Ground truth then each method's reconstruction, PSNR under each (Fig. 3).
+
+  Images are [H, W, 3] (or [H, W] / [H, W, 1]) floats in [0, 1]. Pass lists of
+  ground truths, recon dicts and PSNR dicts for several signals, one row each.
+  """
+  if hasattr(ground_truth, 'shape'):  # one signal (NumPy or JAX array).
+    ground_truth, recons = [ground_truth], [recons]
+    psnrs = None if psnrs is None else [psnrs]
+  if psnrs is None:
+    psnrs = [{} for _ in ground_truth]
+  if not len(ground_truth) == len(recons) == len(psnrs):
+    raise UserError(f'image_grid: {len(ground_truth)} ground truths, {len(recons)} '
+                    f'recon dicts and {len(psnrs)} PSNR dicts; give one of each per row.')
+  methods = columns([m for r in recons for m in r])
+  n_rows, n_cols = len(ground_truth), len(methods) + 1
+  fig = Figure(figsize=(1.8 * n_cols, 2.0 * n_rows), dpi=100)
+  axes = fig.subplots(n_rows, n_cols, squeeze=False)
+  for i, (gt, rec, ps) in enumerate(zip(ground_truth, recons, psnrs)):
+    _show(axes[i, 0], gt, GROUND_TRUTH if i == 0 else '', '')
+    for j, m in enumerate(methods, start=1):
+      label = f'{ps[m]:.2f}' if m in ps and not math.isnan(ps[m]) else ''
+      _show(axes[i, j], rec.get(m), display_name(m) if i == 0 else '', label)
+  fig.tight_layout()
+  save_figure(path_png, fig)
+
+
+def _show(ax, image: np.ndarray | None, title: str, below: str) -> None:
+  """Draws one image (or an empty cell) with a title above and text below."""
+  ax.set_xticks([])
+  ax.set_yticks([])
+  for spine in ax.spines.values():
+    spine.set_visible(False)
+  if title:
+    ax.set_title(title, fontsize='small')
+  if below:
+    ax.set_xlabel(below, fontsize='small')
+  if image is None:
+    return
+  image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
+    raise UserError(f'image_grid: image of shape {image.shape}; pass [H, W, 3] or '
+                    '[H, W] arrays in [0, 1].')
+  ax.imshow(image, cmap='gray' if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
+            interpolation='nearest')
+
+
+# --------------------------------------------------------------------- GIFs ---
+
+
+def write_gif(path: str | os.PathLike, animation: Animation) -> None:
+  """Ground truth (if any) then each method side by side, a name strip above each panel."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  panels = [] if animation.truth is None else [(GROUND_TRUTH, animation.truth)]
+  panels += [(display_name(m), animation.recons[m]) for m in columns(animation.recons)]
+  if not panels:
+    raise UserError(f'write_gif: nothing to animate for {os.fspath(path)}')
+  frames = [_rgb_frames(video) for _, video in panels]
+  if len({f.shape for f in frames}) != 1 or not len(frames[0]):
+    raise UserError(f'write_gif: panels of shapes {[f.shape for f in frames]}; give every '
+                    'panel the same [F, H, W, 3] frames (F > 0).')
+  height = frames[0].shape[1]
+  scale = max(1, -(-animation.min_height // height))
+  frames = [f.repeat(scale, axis=1).repeat(scale, axis=2) for f in frames]
+  width = frames[0].shape[2]
+  strips = [_label_strip(name, width) for name, _ in panels]
+  gap = np.full((LABEL_HEIGHT + height * scale, _GAP, 3), 255, np.uint8)
+  images = []
+  for f in range(len(frames[0])):
+    tiles = [np.concatenate([strip, video[f]], axis=0) for strip, video in zip(strips, frames)]
+    row = [x for tile in tiles for x in (tile, gap)][:-1]
+    images.append(Image.fromarray(np.concatenate(row, axis=1)))
+  files.atomic_write(path, lambda f: images[0].save(
+      f, format='GIF', save_all=True, append_images=images[1:],
+      duration=animation.frame_ms, loop=0), binary=True)
+
+
+def _rgb_frames(video: np.ndarray) -> np.ndarray:
+  """[F, H, W, 3] (or [F, H, W] / [F, H, W, 1]) in [0, 1] -> uint8 [F, H, W, 3]."""
+  video = np.clip(np.asarray(video, np.float32), 0.0, 1.0)
+  if video.ndim == 3:
+    video = video[..., None]
+  if video.ndim != 4 or video.shape[-1] not in (1, 3):
+    raise UserError(f'write_gif: frames of shape {video.shape}; pass [F, H, W, 3] in [0, 1].')
+  video = np.broadcast_to(video, video.shape[:3] + (3,))
+  return (video * 255).round().astype(np.uint8)
+
+
+def _label_strip(text: str, width: int) -> np.ndarray:
+  """[LABEL_HEIGHT, width, 3]: the name in white on dark grey, centred (cut if too long)."""
+  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
+  strip = Image.new('RGB', (width, LABEL_HEIGHT), (40, 40, 40))
+  draw = ImageDraw.Draw(strip)
+  font = ImageFont.load_default(size=LABEL_HEIGHT - 4)
+  left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+  x = max(0, (width - (right - left)) // 2 - left)
+  y = (LABEL_HEIGHT - (bottom - top)) // 2 - top
+  draw.text((x, y), text, fill=(255, 255, 255), font=font)
+  return np.asarray(strip)
+
+
+# -------------------------------------------------------------------- audio ---
+
+
+def write_audio(path_stem: str, clips: AudioClips) -> None:
+  """A WAV per clip (`<stem>_ground_truth.wav`, `<stem>_<method>.wav`) and `<stem>.png`
+  with the waveform and spectrogram of each, ground truth first, then table order."""
+  import soundfile  # pylint: disable=g-import-not-at-top
+  panels = {'ground truth': clips.truth,
+            **{m: clips.recons[m] for m in columns(clips.recons)}}
+  waves = {}
+  for name, wave in panels.items():
+    wave = np.asarray(wave, np.float32)
+    waves[name] = np.clip(wave[..., 0] if wave.ndim == 2 else wave, -1.0, 1.0)
+    files.atomic_write(
+        f'{path_stem}_{name.replace(" ", "_")}.wav',
+        lambda f, data=waves[name]: soundfile.write(f, data, clips.rate, format='WAV'),
+        binary=True)
+  fig = Figure(figsize=(10, 1.6 * len(waves)), dpi=80)
+  axes = fig.subplots(len(waves), 2, squeeze=False)
+  for row, (name, wave) in zip(axes, waves.items()):
+    label = GROUND_TRUTH if name == 'ground truth' else display_name(name)
+    if name in clips.scores and not math.isnan(clips.scores[name]):
+      label += f' {clips.scores[name]:.2f} {clips.unit}'
+    row[0].plot(np.arange(len(wave)) / clips.rate, wave, linewidth=0.3)
+    row[0].set_title(label, fontsize=8)
+    with np.errstate(divide='ignore'):     # silent stretches have -inf dB
+      row[1].specgram(wave, Fs=clips.rate, NFFT=512, noverlap=384)
+  fig.tight_layout()
+  save_figure(path_stem + '.png', fig)
