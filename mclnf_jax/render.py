@@ -26,7 +26,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 ApplyFn = Callable[[Any, jax.Array], jax.Array]
 RenderFn = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]

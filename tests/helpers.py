@@ -1,7 +1,10 @@
-"""Tiny configs and signals shared by tests (small shapes keep XLA compiles short)."""
+"""Tiny configs and signals shared by tests (small shapes keep XLA compiles short), and
+the check that bad input gives a one-line error."""
 import numpy as np
+import pytest
 
 from mclnf_jax.configs import base
+from mclnf_jax.errors import UserError
 from mclnf_jax.tasks import task_spec
 from mclnf_jax.types import stack_episodes
 from mclnf_jax.tasks.image import ImageTasks
@@ -43,3 +46,11 @@ def smooth_images(n: int, size: int = 8, seed: int = 0) -> np.ndarray:
 def tiny_episodes(n: int = 2, seed: int = 0):
   tasks = tiny_image_tasks()
   return stack_episodes([tasks.episode(i) for i in smooth_images(n, seed=seed)])
+
+
+def one_line_error(match: str, fn, *args, **kwargs) -> str:
+  """Asserts fn(*args, **kwargs) raises a one-line UserError matching `match`."""
+  with pytest.raises(UserError, match=match) as info:
+    fn(*args, **kwargs)
+  assert '\n' not in str(info.value)
+  return str(info.value)

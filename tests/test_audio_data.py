@@ -12,6 +12,7 @@ from mclnf_jax.data import audio
 from mclnf_jax.data import embedded_speech
 from mclnf_jax.data import espeak
 from mclnf_jax.errors import UserError
+from tests import helpers
 
 _HAS_ESPEAK = importlib.util.find_spec('espeakng_loader') is not None
 needs_espeak = pytest.mark.skipif(not _HAS_ESPEAK,
@@ -24,17 +25,17 @@ _TINY = embedded_speech.EmbeddedSpeechConfig(name='test_tiny_500ms',
                                              settings=((175, 50),))
 
 
+def _raises(match: str, cfg, split: str = 'train') -> str:
+  """`load_audio(cfg, split)` raises a one-line UserError matching `match`."""
+  return helpers.one_line_error(match, audio.load_audio, cfg, split)
+
+
 def _cfg(**overrides) -> ml_collections.ConfigDict:
   fields = dict(name='embedded', root='', seconds=0.5, num_signals=0, seed=0)
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
 
 
-def _one_line_error(match: str, cfg, split='train') -> str:
-  with pytest.raises(UserError, match=match) as info:
-    audio.load_audio(cfg, split)
-  assert '\n' not in str(info.value)
-  return str(info.value)
 
 
 @pytest.fixture(scope='module')
@@ -146,22 +147,22 @@ def test_audio_dir_silent_file_is_allowed(tmp_path):
 
 
 def test_audio_dir_bad_inputs(tmp_path):
-  _one_line_error('does not exist',
+  _raises('does not exist',
                   _cfg(name='audio_dir', root=str(tmp_path / 'x')))
   (tmp_path / 'empty').mkdir()
-  _one_line_error('no .flac or .wav',
+  _raises('no .flac or .wav',
                   _cfg(name='audio_dir', root=str(tmp_path / 'empty')))
   _write_tone(tmp_path / 'one' / 'a.wav', 1.0)
-  _one_line_error('at least 2',
+  _raises('at least 2',
                   _cfg(name='audio_dir', root=str(tmp_path / 'one')))
   _write_tone(tmp_path / 'short' / 'a.wav', 1.0)
   _write_tone(tmp_path / 'short' / 'b.wav', 0.25)
-  _one_line_error(r'b.wav lasts 0.250 s, shorter than the 0.5 s clip',
+  _raises(r'b.wav lasts 0.250 s, shorter than the 0.5 s clip',
                   _cfg(name='audio_dir', root=str(tmp_path / 'short')), 'test')
   (tmp_path / 'bad').mkdir()
   (tmp_path / 'bad' / 'a.flac').write_bytes(b'fLaC but not really' * 10)
   _write_tone(tmp_path / 'bad' / 'b.wav', 1.0)
-  _one_line_error('cannot read audio file .*a.flac',
+  _raises('cannot read audio file .*a.flac',
                   _cfg(name='audio_dir', root=str(tmp_path / 'bad')))
 
 
@@ -203,7 +204,7 @@ def test_librispeech_errors(monkeypatch):
   cfg = _cfg(name='librispeech', root='/data/tfds')
   monkeypatch.setattr(audio.tfds, 'builder',
                       lambda *a, **k: _FakeBuilder({'test_clean': 1}))
-  _one_line_error('split train_clean100 not found', cfg)
+  _raises('split train_clean100 not found', cfg)
 
   def tfrecord_builder(*args, **kwargs):
     builder = _FakeBuilder({'train_clean100': 1})
@@ -212,25 +213,25 @@ def test_librispeech_errors(monkeypatch):
     return builder
 
   monkeypatch.setattr(audio.tfds, 'builder', tfrecord_builder)
-  _one_line_error('not array_record', cfg)
+  _raises('not array_record', cfg)
 
   def no_tf(*args, **kwargs):
     raise ModuleNotFoundError("No module named 'tensorflow'")
 
   monkeypatch.setattr(audio.tfds, 'builder', no_tf)
-  _one_line_error(r"mclnf_jax\[tf\]", cfg)
+  _raises(r"mclnf_jax\[tf\]", cfg)
 
 
 @pytest.mark.skipif(importlib.util.find_spec('tensorflow') is not None,
                     reason='TensorFlow is installed')
 def test_real_tfds_librispeech_without_tensorflow_says_so(tmp_path):
-  _one_line_error(r"needs TensorFlow.*mclnf_jax\[tf\]",
+  _raises(r"needs TensorFlow.*mclnf_jax\[tf\]",
                   _cfg(name='librispeech', root=str(tmp_path)))
 
 
 def test_bad_config_values():
-  _one_line_error('unknown audio dataset', _cfg(name='timit'))
-  _one_line_error('seconds must be a number > 0', _cfg(seconds=0))
-  _one_line_error('num_signals must be >= 0', _cfg(num_signals=-2))
+  _raises('unknown audio dataset', _cfg(name='timit'))
+  _raises('seconds must be a number > 0', _cfg(seconds=0))
+  _raises('num_signals must be >= 0', _cfg(num_signals=-2))
   with pytest.raises(UserError, match='unknown split'):
     audio.load_audio(_cfg(), 'valid')

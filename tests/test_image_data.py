@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 from etils import epath
 import ml_collections
@@ -18,9 +20,15 @@ from mclnf_jax.data import common
 from mclnf_jax.data import embedded_images
 from mclnf_jax.data import images
 from mclnf_jax.errors import UserError
+from tests import helpers
 
 RES = 16  # Tiny, so building the embedded dataset takes about a second.
 CROPS = 4
+
+
+def _raises(match: str, cfg, split: str = 'train') -> str:
+  """`load_images(cfg, split)` raises a one-line UserError matching `match`."""
+  return helpers.one_line_error(match, images.load_images, cfg, split)
 
 
 def _cfg(**overrides) -> ml_collections.ConfigDict:
@@ -31,12 +39,6 @@ def _cfg(**overrides) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
-def _raises(match: str, cfg: ml_collections.ConfigDict, split: str = 'train'):
-  """Asserts `load_images` raises a one-line UserError matching `match`."""
-  with pytest.raises(UserError, match=match) as info:
-    images.load_images(cfg, split)
-  assert '\n' not in str(info.value)
-  return info.value
 
 
 def _check_unit_images(x: np.ndarray, count: int, res: int) -> None:
@@ -46,16 +48,18 @@ def _check_unit_images(x: np.ndarray, count: int, res: int) -> None:
   assert 0.0 <= x.min() and x.max() <= 1.0
 
 
-# Without the `tf` extra TensorFlow is absent, so every test below also shows
-# that building and reading need no TensorFlow.
-_HAS_TF = importlib.util.find_spec('tensorflow') is not None
-
-
-@pytest.mark.skipif(_HAS_TF, reason='TensorFlow is installed (tf extra)')
-def test_tensorflow_is_absent():
-  with pytest.raises(ImportError):
-    # pylint: disable-next=g-import-not-at-top,unused-import
-    import tensorflow  # noqa: F401
+def test_building_and_reading_embedded_images_never_imports_tensorflow(tmp_path):
+  """TFDS's array_record path needs no TensorFlow: in a fresh process that loads the
+  embedded images, `tensorflow` is never imported (installed or not)."""
+  code = ('import sys; from tests.test_image_data import _cfg; '
+          'from mclnf_jax.data import images; '
+          f'x = images.load_images(_cfg(root={str(tmp_path)!r}), "test"); '
+          'assert x.shape[1:] == (16, 16, 3), x.shape; '
+          'print(sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"))')
+  done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        timeout=300, cwd=pathlib.Path(__file__).resolve().parents[1])
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip().splitlines()[-1] == '[]'
 
 
 # ----------------------------------------------------------------- embedded --

@@ -32,7 +32,8 @@ def test_paper_tables_writes_tables_1_and_6_and_resumes(tmp_path):
     rows = {r['method']: r for r in csv.DictReader(f)}
   # SIREN 2 -> 8 -> 8 -> 3 has 123 parameters; the modular learner holds 4 experts.
   assert rows['ol']['parameters'] == '123' and rows['modular']['parameters'] == '492'
-  assert float(rows['modular']['tto_speed_eps']) > 0 and float(rows['modular']['peak_memory_mib']) > 0
+  modular = rows['modular']
+  assert float(modular['tto_speed_eps']) > 0 and float(modular['peak_memory_mib']) > 0
   second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
   assert second.returncode == 0
   assert 'evaluation already done' in second.stderr

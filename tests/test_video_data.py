@@ -10,6 +10,12 @@ from mclnf_jax.data import embedded_video
 from mclnf_jax.data import skimage_photos
 from mclnf_jax.data import video
 from mclnf_jax.errors import UserError
+from tests import helpers
+
+
+def _raises(match: str, cfg, split: str = 'train') -> str:
+  """`load_video(cfg, split)` raises a one-line UserError matching `match`."""
+  return helpers.one_line_error(match, video.load_video, cfg, split)
 
 
 def _cfg(**overrides) -> ml_collections.ConfigDict:
@@ -50,11 +56,6 @@ def _write_mp4(path: pathlib.Path, levels, size=(64, 48)) -> None:
       container.mux(packet)
 
 
-def _one_line_error(match: str, cfg, split='train') -> str:
-  with pytest.raises(UserError, match=match) as info:
-    video.load_video(cfg, split)
-  assert '\n' not in str(info.value)
-  return str(info.value)
 
 
 # ----------------------------------------------------------------- embedded --
@@ -149,17 +150,17 @@ def test_mp4_clips_decode_with_pyav(tmp_path):
 
 
 def test_missing_and_empty_folders(tmp_path):
-  _one_line_error('does not exist',
+  _raises('does not exist',
                   _cfg(name='voxceleb2', root=str(tmp_path / 'x')))
   (tmp_path / 'notes.txt').write_text('hi')
-  _one_line_error('no .mp4 files or frame folders',
+  _raises('no .mp4 files or frame folders',
                   _cfg(name='voxceleb2', root=str(tmp_path)))
 
 
 def test_clip_with_too_few_frames(tmp_path):
   _write_frames(tmp_path / 'a', [0] * 8)
   _write_frames(tmp_path / 'b', [0] * 2)
-  message = _one_line_error('has 2 frames but 4',
+  message = _raises('has 2 frames but 4',
                             _cfg(name='voxceleb2', root=str(tmp_path)), 'test')
   assert str(tmp_path / 'b') in message
 
@@ -169,7 +170,7 @@ def test_mixed_frame_sizes(tmp_path):
   _write_frames(tmp_path / 'b', [0] * 4)
   odd = Image.fromarray(np.zeros((20, 20, 3), np.uint8))
   odd.save(tmp_path / 'a' / 'frame_009.png')
-  message = _one_line_error('mixes frame sizes',
+  message = _raises('mixes frame sizes',
                             _cfg(name='voxceleb2', root=str(tmp_path)))
   assert str(tmp_path / 'a') in message
 
@@ -178,18 +179,18 @@ def test_unreadable_frame_and_media_files(tmp_path):
   _write_frames(tmp_path / 'frames' / 'a', [0] * 4)
   _write_frames(tmp_path / 'frames' / 'b', [0] * 4)
   (tmp_path / 'frames' / 'a' / 'frame_000.png').write_bytes(b'not a png')
-  _one_line_error('frame_000.png',
+  _raises('frame_000.png',
                   _cfg(name='voxceleb2', root=str(tmp_path / 'frames')))
   pytest.importorskip('av')
   (tmp_path / 'media').mkdir()
   (tmp_path / 'media' / 'a.mp4').write_bytes(b'\x00garbage' * 100)
   (tmp_path / 'media' / 'b.mp4').write_bytes(b'\x00garbage' * 100)
-  _one_line_error('cannot decode media file .*a.mp4',
+  _raises('cannot decode media file .*a.mp4',
                   _cfg(name='voxceleb2', root=str(tmp_path / 'media')))
 
 
 def test_bad_config_values():
-  _one_line_error('unknown video dataset', _cfg(name='ucf101'))
-  _one_line_error('frame_stride must be >= 0', _cfg(frame_stride=-1))
+  _raises('unknown video dataset', _cfg(name='ucf101'))
+  _raises('frame_stride must be >= 0', _cfg(frame_stride=-1))
   with pytest.raises(UserError, match='unknown split'):
     video.load_video(_cfg(), 'validation')

@@ -103,7 +103,7 @@ def base_config() -> ml_collections.ConfigDict:
       steps=1000, batch_size=8, lr=1e-5, lr_final_fraction=0.1, clip=1.0,
       inner_steps=3, first_order=False,
       val_every=100, log_every=50, save_every=500,
-      init_from=''))      # a workdir whose meta-trained learners start this run (see checkpoints.py)
+      init_from=''))      # a workdir whose learners' meta-params start this run (checkpoints.py)
 
   c.eval = ml_collections.ConfigDict(dict(
       max_steps=4096, batch_size=8,

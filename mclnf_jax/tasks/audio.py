@@ -16,7 +16,6 @@ from mclnf_jax.tasks.grid import GridTasks
 from mclnf_jax.visuals import AudioClips
 
 
-
 @dataclasses.dataclass(frozen=True)
 class AudioTasks(GridTasks):
 
