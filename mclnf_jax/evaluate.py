@@ -85,11 +85,9 @@ class Evaluator:
 
   def _host_metrics(self, preds, episodes: Episode) -> dict[str, np.ndarray]:
     """Metrics that only exist outside JAX (PESQ), per signal."""
-    host = getattr(self.modality, 'host_metrics', None)
-    if host is None:
-      return {}
     preds, targets = np.asarray(preds), np.asarray(episodes.query_y)
-    rows = [host(p, self.modality.to_signal(t)) for p, t in zip(preds, targets)]
+    rows = [self.modality.host_metrics(p, self.modality.to_signal(t))
+            for p, t in zip(preds, targets)]
     return {m: np.array([r[m] for r in rows]) for m in rows[0]}
 
 

@@ -85,13 +85,14 @@ def test_tasks_import_no_drawing_library():
   assert len(list(TASKS_DIR.glob('*.py'))) >= 5
 
 
-def test_every_modality_implements_every_visual_hook():
-  hooks = ('visuals', 'flythrough_rays')
-  assert all(h in vars(Modality) for h in hooks)
+def test_every_modality_implements_every_hook_of_the_protocol():
+  hooks = [n for n, v in vars(Modality).items() if callable(v) and not n.startswith('_')]
+  assert {'visuals', 'flythrough_rays', 'host_metrics', 'episode', 'route'} <= set(hooks)
   for cls in (ImageTasks, VideoTasks, AudioTasks, SceneTasks):
     for hook in hooks:
       assert callable(getattr(cls, hook)), f'{cls.__name__}.{hook}'
   assert ImageTasks((4, 4), 3, (1, 2)).flythrough_rays(np.zeros((4, 4, 3))) is None
+  assert ImageTasks((4, 4), 3, (1, 2)).host_metrics(np.zeros((4, 4, 3)), None) == {}
   assert AudioTasks((8,), 1, (2,)).flythrough_rays(np.zeros((8, 1))) is None
   assert VideoTasks((2, 4, 4), 3, (2, 1, 1)).flythrough_rays(np.zeros((2, 4, 4, 3))) is None
 

@@ -39,6 +39,9 @@ class Modality(Protocol):
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
     """Jittable metrics on signals in their own shape."""
 
+  def host_metrics(self, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """Metrics that exist only outside JAX (PESQ) on one signal; {} where none."""
+
   def visuals(self, truths: Sequence[np.ndarray], recons: Sequence[Mapping[str, np.ndarray]],
               scores: Sequence[Mapping[str, float]]) -> list[Visual]:
     """What to show of the drawn signals, as specs of `mclnf_jax.visuals` (drawn by

@@ -115,6 +115,9 @@ class SceneTasks:
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
     return rgb_metrics(pred, target)
 
+  def host_metrics(self, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    return {}
+
   def flythrough_rays(self, signal: SceneSignal, frames: int = 24) -> FlythroughRays:
     """A circle flown around the block: `frames` views of `image_shape` (for a GIF)."""
     from mclnf_jax.data.city import orbit_cameras
