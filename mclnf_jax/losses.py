@@ -18,8 +18,11 @@ def mse(apply_fn, params, inputs: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def _weights(q: jax.Array, lam: float, normalize: bool) -> jax.Array:
-  if normalize:
-    q = q / jnp.maximum(jnp.mean(q), jnp.finfo(q.dtype).tiny)
+  """w = 1 + lam q (eq. 3), or with normalize (1 + lam q / mean q) / (1 + lam): mean one."""
+  if normalize:     # all-zero scores (a fitted batch): every sample weighs the same
+    mean = jnp.mean(q)
+    q = jnp.where(mean > jnp.finfo(q.dtype).tiny, q / jnp.maximum(mean, 1e-30), 1.0)
+    return jax.lax.stop_gradient((1.0 + lam * q) / (1.0 + lam))
   return jax.lax.stop_gradient(1.0 + lam * q)
 
 
@@ -61,7 +64,7 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
 
 
 def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *, lam: float,
-                     fisher: str = 'diag', damping: float = 1e-8, normalize: bool = False,
+                     fisher: str = 'diag', damping: float = 1e-8, normalize: bool = True,
                      return_weights: bool = False):
   """MSE with each sample weighted by its Fisher information score (eq. 2-3).
 
@@ -73,9 +76,16 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
                  A = mean a a^T over layer inputs (a 1 appended for the bias) and
                  G = mean d d^T over pre-activation scores; needs a field made of dense
                  layers (a `mclnf_jax.fields.Field` or its `.apply`, e.g. SIREN)
-  q_i = g_i^T F^-1 g_i;  w_i = 1 + lam * q_i  (or 1 + lam * q_i / mean(q) if normalize)
+  q_i = g_i^T F^-1 g_i
+  w_i = (1 + lam * q_i / mean(q)) / (1 + lam)   normalize=True (the default)
+        1 + lam * q_i                           normalize=False (eq. 3 as written)
   loss = mean_i(w_i * mean_c r_ic^2), the weights held constant (stop_gradient), so
   lam = 0 is exactly MSE. Returns loss, or (loss, w) with return_weights=True.
+
+  The default departs from eq. 3 on purpose: normalised weights average exactly 1, so
+  the loss is on the MSE's scale whatever the model size (q sums to the parameter count
+  for the exact Fisher), and at one learning rate the FIM loss takes the same mean step
+  as the MSE: lam then only re-weights samples, it never changes the step size.
 
   F is estimated from the same batch. For dense-layer fields 'diag' and 'kfac' never
   form per-sample gradients (a few matmuls per layer); otherwise the scores come from

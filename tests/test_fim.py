@@ -60,9 +60,10 @@ def test_weights_match_brute_force(kind, apply_fn):
     x, y = X.astype(jnp.float64), Y.astype(jnp.float64)
     damping = 1e-3
     q = brute_force_q(plain_apply, params, x, y, kind, damping)
-    _, w = losses.fim_weighted_mse(apply_fn, params, x, y, lam=0.5, fisher=kind,
-                                   damping=damping, return_weights=True)
-    np.testing.assert_allclose(np.asarray(w), 1 + 0.5 * q, rtol=1e-6)
+    for normalize, expected in ((False, 1 + 0.5 * q), (True, (1 + 0.5 * q / q.mean()) / 1.5)):
+      _, w = losses.fim_weighted_mse(apply_fn, params, x, y, lam=0.5, fisher=kind,
+                                     damping=damping, normalize=normalize, return_weights=True)
+      np.testing.assert_allclose(np.asarray(w), expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize('kind', ['diag', 'kfac'])
@@ -87,7 +88,7 @@ def test_lam_zero_is_mse(kind):
 
 @pytest.mark.parametrize('kind', ['exact', 'diag', 'kfac'])
 @pytest.mark.parametrize('lam', [1.0, 1e3])
-def test_weights_finite_and_at_least_one(kind, lam):
+def test_weights_finite_and_bounded_below(kind, lam):
   apply_fn = FIELD.apply if kind == 'kfac' else plain_apply
   cases = {'plain': (X, Y), 'large targets': (X, Y * 1e6),
            'large inputs': (X * 1e4, Y),
@@ -97,7 +98,10 @@ def test_weights_finite_and_at_least_one(kind, lam):
     for normalize in (False, True):
       _, w = losses.fim_weighted_mse(apply_fn, PARAMS, x, y, lam=lam, fisher=kind,
                                      normalize=normalize, return_weights=True)
-      assert np.isfinite(w).all() and (w >= 1).all(), (name, normalize)
+      floor = 1 / (1 + lam) if normalize else 1.0
+      assert np.isfinite(w).all() and (w >= floor * (1 - 1e-6)).all(), (name, normalize)
+      if normalize:
+        np.testing.assert_allclose(np.mean(w), 1.0, rtol=1e-5)   # the MSE's mean step
 
 
 def test_works_under_jit_vmap_and_grad():

@@ -66,7 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.render = ml_collections.ConfigDict(dict(
       num_samples=32, hierarchical_samples=0, background=(1.0, 1.0, 1.0), chunk=4096))
 
-  # FIM loss (eq. 2-3), used by learners whose `loss` is 'fim'.
+  # FIM loss (eq. 2-3), used by learners whose `loss` is 'fim'; normalize: weights of mean
+  # one (the same mean step as the MSE at one learning rate; False: eq. 3's 1 + lam q).
   c.fim = ml_collections.ConfigDict(dict(lam=1.0, fisher='diag', damping=1e-8, normalize=True))
 
   c.learners = 'ol,maml_cl,modular'

@@ -47,11 +47,6 @@ def cpu_sized(c: ml_collections.ConfigDict) -> None:
       c.methods[m.name].update(inner_opt='sgd', inner_lr=1.0, tto_opt='sgd', tto_lr=1.0)
     elif 'nerf' in m.modalities:
       c.methods[m.name].update(tto_opt='adam', tto_lr=3e-3)
-  # Normalised FIM weights average 1 + lam, so SGD on the FIM loss at 1 / (1 + lam) takes
-  # the same mean step as Ours (mod) (at 1.0 its step-1 PSNR was 3.4 dB lower); a
-  # reference, so --config.fim.lam moves it too.
-  for key in ('inner_lr', 'tto_lr'):
-    c.methods.modular_fim[key] = 1.0 / (1.0 + c.fim.get_ref('lam'))
   c.meta.update(steps=100, batch_size=2, lr=1e-3, inner_steps=2, val_every=25, log_every=25,
                 save_every=100)
   c.eval.update(max_steps=64, batch_size=3, num_shown=1)
