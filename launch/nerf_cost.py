@@ -55,7 +55,7 @@ def main(argv):
                         chunk=r.chunk)
   learner = learners.build(config, flags.FLAGS.learner, task_spec(modality))
   m = config.meta
-  optimizer = meta.outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  optimizer = meta.outer_optimizer(m)
   state = meta.init_state(learner, optimizer, jax.random.key(0))
   batch = synthetic_batch(modality, m.batch_size, flags.FLAGS.query_rays)
   t0 = time.perf_counter()

@@ -301,9 +301,9 @@ def _device_peak_bytes() -> Optional[int]:
 
 
 def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool) -> dict:
-  """One second-order meta-step of `mcl` (eq. 1) on --meta_batch random images."""
+  """One second-order meta-step of `modular` (eq. 1) on --meta_batch random images."""
   s = make_setting(a, 'modular', sine, inner_steps=inner_steps)
-  optimizer = meta.outer_optimizer(1e-5, 100, 1.0, 0.1)
+  optimizer = meta.outer_optimizer(base.base_config().meta)
   batch = jax.tree_util.tree_map(jnp.asarray, stack_episodes(
       [s.modality.episode(_image(a, seed)) for seed in range(a.meta_batch)]))
   box = {'state': meta.init_state(s.learner, optimizer, jax.random.key(0))}

@@ -23,10 +23,21 @@ from mclnf_jax.types import Episode
 MetaState = checkpoints.MetaState
 
 
-def outer_optimizer(lr: float, steps: int, clip: float, final_fraction: float):
-  """Adam with a clipped meta-gradient and a cosine-decayed rate (prototype trap 1)."""
-  schedule = optax.cosine_decay_schedule(lr, max(steps, 1), alpha=final_fraction)
-  return optax.chain(optax.clip_by_global_norm(clip), optax.adam(schedule))
+def outer_optimizer(m) -> optax.GradientTransformation:
+  """Adam with a clipped meta-gradient and a cosine-decayed rate (prototype trap 1).
+
+  m: config.meta. Learned inner learning rates (Meta-SGD: a top-level 'log_lr' in the
+  meta-params) get their own Adam at `m.rates_lr` and their own clipping `m.rates_clip`.
+  """
+  schedule = optax.cosine_decay_schedule(m.lr, max(m.steps, 1), alpha=m.lr_final_fraction)
+  init = optax.chain(optax.clip_by_global_norm(m.clip), optax.adam(schedule))
+  rates = optax.chain(optax.clip_by_global_norm(m.rates_clip), optax.adam(m.rates_lr))
+
+  def labels(params):
+    if isinstance(params, dict) and 'log_lr' in params:
+      return {k: 'rates' if k == 'log_lr' else 'init' for k in params}
+    return jax.tree_util.tree_map(lambda _: 'init', params)
+  return optax.multi_transform({'init': init, 'rates': rates}, labels)
 
 
 def init_state(learner: Learner, optimizer, key: jax.Array) -> MetaState:
@@ -141,7 +152,7 @@ def meta_train(learner: Learner, m, seed: int, folder: str,
   episode_batch(step) is the global meta-batch of a step; val_batch() the
   meta-validation episodes, loaded only when there are steps left to run.
   """
-  optimizer = outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  optimizer = outer_optimizer(m)
   init_fn = functools.partial(init_state, learner, optimizer, jax.random.key(seed))
   state = checkpoints.resume(folder, init_fn, m.init_from)
   if int(state['step']) < m.steps:
@@ -155,7 +166,7 @@ def meta_train(learner: Learner, m, seed: int, folder: str,
 
 def best_params(learner: Learner, m, seed: int, folder: str) -> Any:
   """The best meta-params a finished (or interrupted) meta-training run saved."""
-  optimizer = outer_optimizer(m.lr, m.steps, m.clip, m.lr_final_fraction)
+  optimizer = outer_optimizer(m)
   step, state = checkpoints.restore(
       folder, functools.partial(init_state, learner, optimizer, jax.random.key(seed)))
   if step < m.steps:

@@ -48,7 +48,8 @@ def test_second_order_matches_finite_differences():
 def test_meta_step_lowers_the_meta_loss():
   config = helpers.tiny_config()
   learner = learners.build(config, 'modular', helpers.tiny_spec())
-  optimizer = meta.outer_optimizer(1e-3, 30, 1.0, 0.1)
+  config.meta.steps = 30
+  optimizer = meta.outer_optimizer(config.meta)
   state = meta.init_state(learner, optimizer, jax.random.key(0))
   step = meta.make_meta_step(learner, optimizer)
   batch = jax.tree.map(jnp.asarray, helpers.tiny_episodes(2))

@@ -1,76 +1,125 @@
 """The full key set of an experiment config; every config starts here and overrides.
 
-Every key lives in this one function, so a config file shows the whole experiment and a
-typo in `--config.x.y=...` fails instead of passing silently. Derived values (the eval
-step list, parameter counts) are computed in code, never stored here.
+Every key lives in this one function, declared once next to its default with what it
+means and whether it ties a checkpoint (`keys.key(default, doc, kind, ...)`; see
+mclnf_jax/configs/keys.py): the workdir identity (mclnf_jax/identity.py) and the key
+reference (CONFIG.md, `python -m mclnf_jax.configs.reference`) both read these
+declarations. A typo in `--config.x.y=...` fails instead of passing silently. Derived
+values (the eval step list, parameter counts) are computed in code, never stored here.
 """
 import ml_collections
 
 from mclnf_jax import learners
+from mclnf_jax.configs import keys
+from mclnf_jax.configs.keys import CHECKPOINT, RESULT, RUN, key, section
+
+# data.root '' = the default place of data.name, the one rule for every dataset:
+# embedded data are built in (and read from) EMBEDDED_ROOT; prepared TFDS datasets
+# (celeb_a, imagenette, librispeech) are read from TFDS's own default data_dir
+# ($TFDS_DATA_DIR, else ~/tensorflow_datasets), where `tfds build` puts them; folder
+# datasets (ffhq, voxceleb2, audio_dir, matrixcity, transforms_json) need a root.
+# No config file names a path of its own. (mclnf_jax.data.common.DEFAULT_EMBEDDED_ROOT
+# is this value.)
+DATA_ROOT = ''
+EMBEDDED_ROOT = '~/.cache/mclnf_jax/tfds'
+TFDS_ROOT = "TFDS's default data_dir ($TFDS_DATA_DIR, else ~/tensorflow_datasets)"
 
 
 def method(width: int, *, loss: str = 'mse', tto_opt: str = 'sgd', tto_lr: float = 1e-2,
            inner_opt: str = 'sgd', inner_lr: float = 1e-2) -> ml_collections.ConfigDict:
-  """Per-learner settings: network width, loss, inner and test-time optimisers."""
-  return ml_collections.ConfigDict(dict(
-      width=width, loss=loss, tto_opt=tto_opt, tto_lr=tto_lr,
-      inner_opt=inner_opt, inner_lr=inner_lr))
+  """Per-learner settings (declared): network width, loss, inner and test-time optimisers.
+
+  meta_sgd (meta-learned methods): '' off; 'tensor' / 'param' learn a log inner rate per
+  parameter tensor / per parameter (Meta-SGD), started at inner_lr; the learned SGD then
+  adapts at test time too (tto_opt and tto_lr are unused).
+  """
+  return section(
+      width=key(width, 'hidden width of the field (of each expert for modular methods)'),
+      loss=key(loss, "inner and meta loss: 'mse' | 'fim' (the FIM loss, config.fim)"),
+      tto_opt=key(tto_opt, "test-time optimiser: 'sgd' | 'adam'", RESULT),
+      tto_lr=key(tto_lr, 'test-time learning rate', RESULT),
+      inner_opt=key(inner_opt, "inner-loop optimiser of meta-training: 'sgd' | 'adam'"),
+      inner_lr=key(inner_lr, 'inner-loop learning rate of meta-training'),
+      meta_sgd=key('', "Meta-SGD: '' off | 'tensor' | 'param' learned log inner rates "
+                   '(started at inner_lr; then also used at test time)'))
 
 
-def base_config() -> ml_collections.ConfigDict:
+def declared_config() -> ml_collections.ConfigDict:
+  """Every key as a `keys.Key` declaration (`base_config` is its defaults)."""
   c = ml_collections.ConfigDict()
-  c.name = 'run'        # default workdir: workdir/<name>
-  c.seed = 0
-  c.modality = 'image'
+  c.name = key('run', 'default workdir: workdir/<name>', RUN)
+  c.seed = key(0, 'seed of initialisations, meta-batches and task sampling')
+  c.modality = key('image', 'image | video | audio | nerf (or a registered modality)')
 
-  c.data = ml_collections.ConfigDict(dict(
-      name='embedded',    # embedded | celeb_a | imagenette | ffhq
-      root='',            # TFDS data_dir or image folder; '' = ~/.cache/mclnf_jax/tfds
-      resolution=32,      # images and video: square side in pixels
-      frames=4,           # video: frames per clip
-      frame_stride=0,     # video: frames skipped between kept frames
-      seconds=3.0,        # audio: clip length
-      num_train=0,        # meta-train signals (0 = all)
-      num_val=8,          # held out of meta-train for meta-validation
-      num_test=8,         # meta-test signals evaluated
-      seed=0))
+  c.data = section(
+      name=key('embedded', 'dataset or format (embedded | celeb_a | imagenette | ffhq | ...; '
+               'see mclnf_jax/data/signals.py)'),
+      root=key(DATA_ROOT, f"data folder; '' = the default of data.name: embedded data in "
+               f'{EMBEDDED_ROOT}, TFDS datasets in {TFDS_ROOT}, folder datasets need one'),
+      resolution=key(32, 'square side in pixels', used_by=('image', 'video')),
+      frames=key(4, 'frames per clip', used_by=('video',)),
+      frame_stride=key(0, 'frames skipped between kept frames', used_by=('video',)),
+      seconds=key(3.0, 'clip length in seconds', used_by=('audio',)),
+      num_train=key(0, 'meta-train signals (0 = all)'),
+      num_val=key(8, 'signals held out of meta-train for meta-validation'),
+      num_test=key(8, 'meta-test signals evaluated', RESULT),
+      seed=key(0, 'seed of the signal subset and crops drawn'))
 
   # T = prod(grid) tasks: the task grid's size along each signal axis (see tasks/grid.py).
-  c.tasks = ml_collections.ConfigDict(dict(
-      grid=(1, 4),        # images: 4 strips; video: (4, 1, 1) frames; audio: (4,); scenes: cells
-      split='grid'))      # grid (contiguous blocks) | resolution (appendix D)
+  c.tasks = section(
+      grid=key((1, 4), 'tasks along each signal axis (images: 4 strips; video: (4, 1, 1) '
+               'frames; audio: (4,); scenes: ground cells)'),
+      split=key('grid', 'grid (contiguous blocks) | resolution (interleaved, appendix D)'))
 
-  c.field = ml_collections.ConfigDict(dict(
-      kind='siren',       # siren | nerf
-      depth=5,            # linear layers (siren) / trunk layers (nerf)
-      w0=30.0, w0_first=0.0, sine='fast',         # siren (w0_first 0: same as w0)
-      pos_freqs=10, dir_freqs=4, skip=True))      # nerf
+  nerf, siren = ('field.kind', ('nerf',)), ('field.kind', ('siren',))
+  c.field = section(
+      kind=key('siren', 'siren | nerf'),
+      depth=key(5, 'linear layers (siren) / trunk layers (nerf)'),
+      w0=key(30.0, 'SIREN frequency of the hidden layers', only=siren),
+      w0_first=key(0.0, 'SIREN frequency of the first layer (0: same as w0)', only=siren),
+      sine=key('fast', 'sine implementation (mclnf_jax/fields/sine.py)', only=siren),
+      pos_freqs=key(10, 'NeRF positional-encoding frequencies of positions', only=nerf),
+      dir_freqs=key(4, 'NeRF positional-encoding frequencies of directions', only=nerf),
+      skip=key(True, 'NeRF skip connection of the input into the trunk', only=nerf))
 
   # Scenes (modality 'nerf', data.name city | matrixcity | transforms_json; see
   # data/scenes.py): the procedural city, MatrixCity blocks or transforms.json scenes.
-  c.scene = ml_collections.ConfigDict(dict(
-      num_blocks=10,              # city: blocks generated (70% meta-train, 30% meta-test)
-      views_per_cell=8,           # city: aerial context views per ground cell
-      heldout_views=4,            # held-out views per meta-test block in the query set
-      rays_per_task=1024,         # context rays drawn from each cell's views
-      tto_rays_per_task=0,        # ... for meta-test blocks (test-time only; 0: the same)
-      train_blocks='',            # matrixcity: comma-separated block ids for meta-training;
-                                  # transforms_json: scene folder names under data.root
-      test_blocks='',             # matrixcity: block ids for meta-test (views in block_N_test);
-                                  # transforms_json: scene folder names (see heldout_every)
-      heldout_every=8,            # transforms_json: a meta-test scene without
-                                  # transforms_test.json holds out views 0, k, 2k, ...
-      scale=0.01,                 # matrixcity: translation scale factor
-      image_width=480, image_height=270))   # matrixcity, transforms_json: resize on load
+  c.scene = section(
+      used_by=('nerf',),
+      num_blocks=key(10, 'city: blocks generated (70% meta-train, 30% meta-test)'),
+      views_per_cell=key(8, 'city: aerial context views per ground cell'),
+      heldout_views=key(4, 'held-out views per meta-test block in the query set'),
+      rays_per_task=key(1024, "context rays drawn from each cell's views"),
+      tto_rays_per_task=key(0, 'context rays per cell for meta-test blocks (test time; '
+                            '0: rays_per_task)', RESULT),
+      train_blocks=key('', 'matrixcity: comma-separated block ids for meta-training; '
+                       'transforms_json: scene folder names under data.root'),
+      test_blocks=key('', 'matrixcity: block ids for meta-test (views in block_N_test); '
+                      'transforms_json: scene folder names (see heldout_every)'),
+      heldout_every=key(8, 'transforms_json: a meta-test scene without '
+                        'transforms_test.json holds out views 0, k, 2k, ...'),
+      scale=key(0.01, 'matrixcity: translation scale factor'),
+      image_width=key(480, 'matrixcity, transforms_json: view width after resizing on load'),
+      image_height=key(270, 'matrixcity, transforms_json: view height after resizing on load'))
 
-  c.render = ml_collections.ConfigDict(dict(
-      num_samples=32, hierarchical_samples=0, background=(1.0, 1.0, 1.0), chunk=4096))
+  c.render = section(
+      used_by=('nerf',),
+      num_samples=key(32, 'coarse samples per ray'),
+      hierarchical_samples=key(0, 'fine (importance) samples per ray; 0: none'),
+      background=key((1.0, 1.0, 1.0), 'RGB composited behind the scene'),
+      chunk=key(4096, 'rays rendered per chunk (memory only)', RUN))
 
-  # FIM loss (eq. 2-3), used by learners whose `loss` is 'fim'; normalize: weights of mean
-  # one (the same mean step as the MSE at one learning rate; False: eq. 3's 1 + lam q).
-  c.fim = ml_collections.ConfigDict(dict(lam=1.0, fisher='diag', damping=1e-8, normalize=True))
+  # FIM loss (eq. 2-3), used by learners whose `loss` is 'fim'.
+  fim = ('methods.{learner}.loss', ('fim',))
+  c.fim = section(
+      lam=key(1.0, 'lambda of the FIM weights w_i = 1 + lam q_i (eq. 3)', only=fim),
+      fisher=key('diag', 'Fisher estimator: exact | diag | kfac', only=fim),
+      damping=key(1e-8, 'damping added to the Fisher', only=fim),
+      normalize=key(True, 'weights normalised to mean 1 (see losses.fim_weighted_mse)',
+                    only=fim))
 
-  c.learners = 'ol,maml_cl,modular'
+  c.learners = key('ol,maml_cl,modular', 'comma-separated learners to run (each has its '
+                   'own folder and checkpoint)', RUN)
   # The paper: single networks 5 x 256, ours 4 experts of 5 x 128.
   c.methods = ml_collections.ConfigDict({
       'ol': method(256, tto_opt='adam', tto_lr=1e-4),
@@ -86,30 +135,59 @@ def base_config() -> ml_collections.ConfigDict:
       'mol': method(256, tto_opt='sgd', tto_lr=1e-2, inner_opt='sgd', inner_lr=1e-2),
       'oml': method(256, tto_opt='sgd', tto_lr=1e-2, inner_opt='sgd', inner_lr=1e-2),
   })
-  # ER / MER: a reservoir buffer of earlier tasks' samples; replay_ratio is the fraction
-  # of each step's batch drawn from it. MER: beta / gamma are its within- / across-batch
-  # Reptile rates, batches_per_step its s, tto_lr its SGD rate alpha. EWC: the lambda of
-  # (lambda/2) sum F (theta - theta*)^2. OML: the first rln_layers dense layers form the
-  # representation, updated by the outer loop only.
-  c.methods.er.update(buffer_size=8192, replay_ratio=0.5)
-  c.methods.mer.update(buffer_size=8192, replay_ratio=0.5, beta=0.1, gamma=1.0,
-                       batches_per_step=4)
-  c.methods.ewc.update(ewc_lambda=100.0)
-  c.methods.oml.update(rln_layers=3)
+  buffer = key(8192, 'reservoir buffer of earlier tasks\' samples')
+  replay = key(0.5, "fraction of each step's batch drawn from the buffer")
+  c.methods.er.update(buffer_size=buffer, replay_ratio=replay)
+  c.methods.mer.update(
+      buffer_size=buffer, replay_ratio=replay,
+      beta=key(0.1, 'MER within-batch Reptile rate'),
+      gamma=key(1.0, 'MER across-batch Reptile rate'),
+      batches_per_step=key(4, 'MER batches per step (its s); tto_lr is its SGD rate alpha'))
+  c.methods.ewc.update(ewc_lambda=key(100.0, 'lambda of (lambda/2) sum F (theta - theta*)^2'))
+  c.methods.oml.update(rln_layers=key(3, 'first dense layers forming the representation, '
+                                      'updated by the outer loop only'))
   # MEIL-NeRF: inputs replayed from earlier tasks with the previous model's predictions.
   c.methods.meil_nerf = method(256, tto_opt='adam', tto_lr=1e-4)
-  c.methods.meil_nerf.update(replay_size=1024, replay_lambda=1.0)
+  c.methods.meil_nerf.update(
+      replay_size=key(1024, 'inputs replayed from earlier tasks'),
+      replay_lambda=key(1.0, 'weight of the replay loss'))
 
-  c.meta = ml_collections.ConfigDict(dict(
-      steps=1000, batch_size=8, lr=1e-5, lr_final_fraction=0.1, clip=1.0,
-      inner_steps=3, first_order=False,
-      val_every=100, log_every=50, save_every=500,
-      init_from=''))      # a workdir whose learners' meta-params start this run (checkpoints.py)
+  c.meta = section(
+      steps=key(1000, 'meta-steps to run; not in the checkpoint identity: raising it '
+                'extends a run (see schedule_steps)', RESULT),
+      schedule_steps=key(0, 'length of the cosine schedule of the outer rate (0: '
+                         'meta.steps); the rate stays at its final value after it',
+                         effective=keys.schedule_steps_of_config),
+      batch_size=key(8, 'signals per meta-batch'),
+      lr=key(1e-5, 'outer (Adam) learning rate at step 0'),
+      lr_final_fraction=key(0.1, 'final outer rate as a fraction of lr (cosine decay)'),
+      clip=key(1.0, 'global-norm clip of the meta-gradient'),
+      inner_steps=key(3, 'inner-loop steps per task in meta-training'),
+      first_order=key(False, 'first-order meta-gradient (no second derivatives)'),
+      val_every=key(100, 'meta-validation period in steps (it picks the best meta-params)'),
+      log_every=key(50, 'log period in steps', RUN),
+      save_every=key(500, 'checkpoint period in steps', RUN),
+      rates_lr=key(1e-3, 'Meta-SGD: Adam rate of the log inner rates'),
+      rates_clip=key(1.0, 'Meta-SGD: global-norm clip of the log rates'),
+      init_from=key('', "a workdir whose learners' meta-params start this run "
+                    '(checkpoints.py)'))
 
-  c.eval = ml_collections.ConfigDict(dict(
-      max_steps=4096, batch_size=8,
-      num_shown=2))       # meta-test signals drawn in the reconstruction figures
+  c.eval = section(
+      max_steps=key(4096, 'test-time optimisation steps per task, evaluated at powers of '
+                    'two up to this', RESULT),
+      batch_size=key(8, 'meta-test signals evaluated at once', RESULT),
+      num_shown=key(2, 'meta-test signals drawn in the reconstruction figures', RESULT))
   return c
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """The defaults of every key (a plain ConfigDict)."""
+  return keys.defaults(declared_config())
+
+
+def declarations() -> dict[str, keys.Key]:
+  """{'section.key': its declaration} of every key of `base_config()`."""
+  return keys.declarations(declared_config())
 
 
 def set_widths(c: ml_collections.ConfigDict, single: int, expert: int) -> None:

@@ -99,6 +99,12 @@ def build(config: ml_collections.ConfigDict, name: str, spec: TaskSpec) -> Learn
                     f'{",".join(AVAILABLE)}')
   if name not in config.methods:
     raise UserError(f'learner {name!r} has no settings: add config.methods.{name}')
+  if config.methods[name].get('meta_sgd', '') not in ('', 'tensor', 'param'):
+    raise UserError(f'config.methods.{name}.meta_sgd={config.methods[name].meta_sgd!r}: '
+                    "use '' (off), tensor or param")
+  if config.methods[name].get('meta_sgd', '') and not BY_NAME[name].meta_learned:
+    raise UserError(f'config.methods.{name}.meta_sgd: {name} is not meta-learned, so it has '
+                    'no inner rates to learn')
   module = importlib.import_module(f'mclnf_jax.learners.{name}')
   return module.make(build_setup(config, name, spec))
 

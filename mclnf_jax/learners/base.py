@@ -43,6 +43,31 @@ def make_optimizer(name: str, lr: float) -> optax.GradientTransformation:
   raise UserError(f'unknown optimizer {name!r}: use sgd or adam')
 
 
+class LearnedRates(NamedTuple):
+  rates: Any       # like the params: each leaf's learning rates, broadcast to its shape
+
+
+def learned_sgd(rates: Any = None) -> optax.GradientTransformation:
+  """SGD with learned per-tensor or per-parameter rates (Meta-SGD, Li et al., 2017).
+
+  The rates live in the optimiser state, so `adapt` needs no meta-params: `init` (which
+  needs `rates`, a tree of layers like the params, of scalars or arrays like the leaves)
+  broadcasts them into the state, and `update` reads them from there. `init` takes the
+  layers it is given (OML adapts only its prediction layers).
+  """
+  def init(params):
+    if rates is None:
+      raise ValueError('learned_sgd(rates).init needs the rates')
+    picked = {k: rates[k] for k in params}
+    return LearnedRates(jax.tree_util.tree_map(
+        lambda r, p: jnp.broadcast_to(r, p.shape).astype(p.dtype), picked, params))
+
+  def update(grads, state, params=None):
+    del params
+    return jax.tree_util.tree_map(lambda g, r: -r * g, grads, state.rates), state
+  return optax.GradientTransformation(init, update)
+
+
 def run_steps(step_fn: Callable[[Any], Any], carry: Any, steps: Any) -> Any:
   """Applies step_fn `steps` times.
 

@@ -30,9 +30,10 @@ def modular(name: str, s: Setup) -> base.Learner:
       return {'params': params, 'opt': opt_state}
     return adapt
 
-  def meta_loss(shared, episode):
-    state = start_with(s.inner_opt)(shared)
-    state = adapt_with(s.inner_opt, s.first_order)(state, episode, s.inner_steps)
+  def meta_loss(meta_params, episode):
+    opt = s.inner_for(meta_params)
+    state = start_with(opt)(s.params_of(meta_params))
+    state = adapt_with(opt, s.first_order)(state, episode, s.inner_steps)
     # (1/t) sum_i L_i(f_theta_i): expert i on its own task (eq. 1 / eq. 2).
     per_task = jax.vmap(lambda p, x, y: s.loss(s.apply, p, x, y))(
         state['params'], episode.context_x, episode.context_y)
@@ -41,7 +42,8 @@ def modular(name: str, s: Setup) -> base.Learner:
 
   return base.Learner(
       name=name, meta_learned=True, resumable=True,
-      init=s.field.init, start=start_with(s.tto_opt), adapt=adapt_with(s.tto_opt),
+      init=s.meta_init, start=lambda meta: start_with(s.tto_for(meta))(s.params_of(meta)),
+      adapt=adapt_with(s.tto_for()),
       predict=lambda state, x: s.predict_fn(routed)(state['params'], x),
       meta_loss=meta_loss)
 

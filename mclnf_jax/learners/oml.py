@@ -71,16 +71,18 @@ def oml_learner(name: str, s: Setup, *, rln_layers: int) -> base.Learner:
     return adapt
 
   def meta_loss(meta_params, episode):
-    state = start_with(s.inner_opt)(meta_params)
-    state = adapt_with(s.inner_opt, s.first_order)(state, episode, s.inner_steps)
+    opt = s.inner_for(meta_params)
+    state = start_with(opt)(s.params_of(meta_params))
+    state = adapt_with(opt, s.first_order)(state, episode, s.inner_steps)
     params = full(state)
     loss = base.mean_task_loss(s.loss, s.apply, params, episode)
     pred = jax.vmap(s.apply, in_axes=(None, 0))(params, episode.context_x)
     return loss, {'mse': ((pred - episode.context_y) ** 2).mean()}
 
   return base.Learner(
-      name=name, meta_learned=True, resumable=False, init=s.field.init,
-      start=start_with(s.tto_opt), adapt=adapt_with(s.tto_opt),
+      name=name, meta_learned=True, resumable=False, init=s.meta_init,
+      start=lambda meta: start_with(s.tto_for(meta))(s.params_of(meta)),
+      adapt=adapt_with(s.tto_for()),
       predict=lambda state, x: s.apply(full(state), x), meta_loss=meta_loss)
 
 
