@@ -166,6 +166,26 @@ def test_audio_dir_bad_inputs(tmp_path):
                   _cfg(name='audio_dir', root=str(tmp_path / 'bad')))
 
 
+def test_audio_folder_reads_train_and_test_folders(tmp_path):
+  for i in range(3):
+    _write_tone(tmp_path / 'train' / f'spk{i}' / 'a.wav', 1.0, hz=200 + 100 * i)
+  _write_tone(tmp_path / 'test' / 'b.flac', 1.0, hz=1000)
+  cfg = _cfg(name='audio_folder', root=str(tmp_path))
+  train, test = audio.load_audio(cfg, 'train'), audio.load_audio(cfg, 'test')
+  assert train.shape == (3, 8000) and test.shape == (1, 8000)
+  peak_hz = np.argmax(np.abs(np.fft.rfft(test[0]))) * 16000 / 8000
+  assert peak_hz == pytest.approx(1000, abs=4)
+
+
+def test_audio_dir_is_an_alias_of_audio_folder(tmp_path):
+  for i in range(4):
+    _write_tone(tmp_path / f'{i}.wav', 1.0, hz=200 + 100 * i)
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(
+        audio.load_audio(_cfg(name='audio_dir', root=str(tmp_path)), split),
+        audio.load_audio(_cfg(name='audio_folder', root=str(tmp_path)), split))
+
+
 # -------------------------------------------------------------- librispeech --
 
 

@@ -275,12 +275,12 @@ def test_ffhq_split_is_last_tenth_and_resized(ffhq_root):
 
 
 def test_ffhq_missing_directory(tmp_path):
-  _raises(r'FFHQ directory .*nope does not exist: pass --config\.data\.root=',
+  _raises(r'FFHQ folder .*nope does not exist: pass --config\.data\.root=',
           _cfg(name='ffhq', root=str(tmp_path / 'nope')))
 
 
 def test_ffhq_empty_directory(tmp_path):
-  _raises(r'0 \.png/\.jpg images in FFHQ directory', _cfg(name='ffhq', root=str(tmp_path)))
+  _raises(r'FFHQ folder .* has no \.png/\.jpg images', _cfg(name='ffhq', root=str(tmp_path)))
 
 
 def test_ffhq_empty_file(ffhq_root):
@@ -302,6 +302,45 @@ def test_ffhq_image_smaller_than_resolution(ffhq_root):
   _write(ffhq_root, '0000_small.png', 0, size=(12, 9))
   _raises(r'image .*0000_small\.png is 12x9, smaller than the requested 16x16',
           _cfg(name='ffhq', root=ffhq_root))
+
+
+def test_image_folder_reads_train_and_test_folders_recursively(tmp_path):
+  for i in range(3):
+    os.makedirs(tmp_path / 'train' / f'part{i}')
+    _write(tmp_path / 'train' / f'part{i}', 'a.png', 10 * i)
+  os.makedirs(tmp_path / 'test')
+  _write(tmp_path / 'test', 'z.png', 250)
+  _write(tmp_path, 'ignored.png', 99)            # beside train/ and test/: in neither
+  cfg = _cfg(name='image_folder', root=str(tmp_path))
+  train, test = images.load_images(cfg, 'train'), images.load_images(cfg, 'test')
+  _check_unit_images(train, 3, RES)
+  np.testing.assert_allclose(train[:, 0, 0, 0] * 255, [0, 10, 20], atol=1e-3)
+  np.testing.assert_allclose(test[:, 0, 0, 0] * 255, [250], atol=1e-3)
+
+
+def test_image_folder_without_split_folders_is_the_last_tenth(ffhq_root):
+  cfg = _cfg(name='image_folder', root=ffhq_root)
+  for split in ('train', 'test'):
+    np.testing.assert_array_equal(images.load_images(cfg, split),
+                                  images.load_images(_cfg(name='ffhq', root=ffhq_root), split))
+
+
+def test_ffhq_preset_ignores_split_folders(tmp_path):
+  for folder in ('train', 'test'):
+    os.makedirs(tmp_path / folder)
+    for i in range(5):
+      _write(tmp_path / folder, f'{i}.png', i)
+  cfg = _cfg(name='ffhq', root=str(tmp_path))
+  assert len(images.load_images(cfg, 'test')) == 1       # the last tenth of all 10
+  assert len(images.load_images(_cfg(name='image_folder', root=str(tmp_path)), 'test')) == 5
+
+
+def test_image_folder_empty_split_folder(tmp_path):
+  os.makedirs(tmp_path / 'train')
+  os.makedirs(tmp_path / 'test')
+  _write(tmp_path / 'train', 'a.png', 0)
+  _raises(r'test has no \.png/\.jpg images .*train/ and test/ folders',
+          _cfg(name='image_folder', root=str(tmp_path)), 'test')
 
 
 # ------------------------------------------------------------------ config --

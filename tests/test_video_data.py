@@ -189,6 +189,27 @@ def test_unreadable_frame_and_media_files(tmp_path):
                   _cfg(name='voxceleb2', root=str(tmp_path / 'media')))
 
 
+def test_video_folder_reads_train_and_test_folders(tmp_path):
+  for c in range(3):
+    _write_frames(tmp_path / 'train' / f'id{c}' / 'clip', [c] * 4)
+  _write_frames(tmp_path / 'test' / 'clip', [200] * 4)
+  cfg = _cfg(name='video_folder', root=str(tmp_path), num_signals=0)
+  train, test = video.load_video(cfg, 'train'), video.load_video(cfg, 'test')
+  assert train.shape == (3, 4, 16, 16, 3) and test.shape == (1, 4, 16, 16, 3)
+  np.testing.assert_allclose(test[0, :, 0, 0, 0] * 255, [200] * 4, atol=1e-3)
+  # The voxceleb2 preset splits all four clips by the last tenth instead.
+  preset = video.load_video(_cfg(name='voxceleb2', root=str(tmp_path), num_signals=0), 'test')
+  np.testing.assert_allclose(preset[0, :, 0, 0, 0] * 255, [2] * 4, atol=1e-3)
+
+
+def test_video_folder_without_split_folders_is_the_last_tenth(tmp_path):
+  for c in range(10):
+    _write_frames(tmp_path / f'c{c}', [c] * 4)
+  cfg = dict(root=str(tmp_path), num_signals=0)
+  np.testing.assert_array_equal(video.load_video(_cfg(name='video_folder', **cfg), 'test'),
+                                video.load_video(_cfg(name='voxceleb2', **cfg), 'test'))
+
+
 def test_bad_config_values():
   _raises('unknown video dataset', _cfg(name='ucf101'))
   _raises('frame_stride must be >= 0', _cfg(frame_stride=-1))

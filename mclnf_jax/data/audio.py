@@ -1,9 +1,17 @@
 """Audio datasets as float32 [N, L] clips in [-1, 1] at 16 kHz: `load_audio`.
 
-Datasets (`cfg.name`), clips of L = `cfg.seconds` * 16000 samples:
+Formats (`cfg.name`), clips of L = `cfg.seconds` * 16000 samples:
+  * 'audio_folder' (alias 'audio_dir'): the .flac/.wav files under `cfg.root`
+    (searched recursively, sorted by path), mono by averaging channels,
+    resampled to 16 kHz if needed. If `cfg.root` holds both a `train/` and a
+    `test/` folder, each split reads its own; otherwise the last
+    max(1, N // 10) files are 'test', the rest 'train'. One random crop per
+    file; a file shorter than the clip is an error.
   * 'embedded': eSpeak-NG English sentences (see `embedded_speech`), built once
     into `cfg.root` (default ~/.cache/mclnf_jax/tfds, about 20 s), no download;
     'train' and 'test' use disjoint sentences.
+
+Dataset presets:
   * 'librispeech': TFDS `librispeech` ('train' reads 'train_clean100', 'test'
     reads 'test_clean'), prepared as array_record in `cfg.root` and read by
     random access (`as_data_source`, as `tfds.data_source` does). One random
@@ -12,11 +20,8 @@ Datasets (`cfg.name`), clips of L = `cfg.seconds` * 16000 samples:
     TFDS's `Audio` feature builds a TensorFlow dtype in its constructor, so even
     reading needs TensorFlow (pip install 'mclnf_jax[tf]'); the stored waveform
     itself is raw int16 that `deserialize_example_np` decodes with NumPy. For
-    LibriSpeech without TensorFlow use 'audio_dir' on the extracted .flac tree.
-  * 'audio_dir': the .flac/.wav files under `cfg.root` (searched recursively),
-    mono by averaging channels, resampled to 16 kHz if needed. In sorted path
-    order the last max(1, N // 10) files are 'test', the rest 'train'. One
-    random crop per file; a file shorter than the clip is an error.
+    LibriSpeech without TensorFlow use 'audio_folder' on the extracted .flac
+    tree (train-clean-100 moved to train/, test-clean to test/).
 
 `cfg.num_signals` > 0 keeps that many clips, drawn without replacement by
 `cfg.seed` (in dataset order); 0 keeps the whole split. Crop positions depend
@@ -137,7 +142,7 @@ def _librispeech_source(root: str, split: str) -> Sequence[dict]:
       raise
     raise UserError(
         "reading TFDS librispeech needs TensorFlow (its Audio feature imports "
-        "it): pip install 'mclnf_jax[tf]', or use --config.data.name=audio_dir "
+        "it): pip install 'mclnf_jax[tf]', or use --config.data.name=audio_folder "
         'on the extracted LibriSpeech .flac folder') from e
   if split not in builder.info.splits:
     raise UserError(f'TFDS librispeech split {split} not found in {where}: '
@@ -158,12 +163,12 @@ def _speech_array(speech) -> np.ndarray:
   return np.asarray(speech, np.float32).reshape(-1) * _INT16_SCALE
 
 
-# ---------------------------------------------------------------- audio_dir --
+# ------------------------------------------------------------- audio_folder --
 
 
-def _load_audio_dir(request: _Request) -> Iterator[np.ndarray]:
+def _load_audio_folder(request: _Request) -> Iterator[np.ndarray]:
   """Random crops of the split's .flac/.wav files under `root`."""
-  files = split_files(audio_files(request.root), request.split)
+  files = split_files(audio_files(request.root), request.split, request.root, 'auto')
   for i in common.choose_indices(len(files), request.num_signals, request.seed):
     path = files[int(i)]
     wav = read_audio_file(path)  # [T]
@@ -180,9 +185,11 @@ def audio_files(root: str) -> list[pathlib.Path]:
   return common.files_under(root, AUDIO_SUFFIXES, 'audio', '.flac or .wav files')
 
 
-def split_files(files: list[pathlib.Path], split: str) -> list[pathlib.Path]:
-  """Last max(1, N // 10) sorted files are 'test', the rest 'train'."""
-  return common.split_last_tenth(files, split, 'audio files')
+def split_files(files: list[pathlib.Path], split: str, root: str = '',
+                rule: str = 'last_tenth') -> list[pathlib.Path]:
+  """The files of `split` by `rule`: 'last_tenth' (the last max(1, N // 10) sorted files
+  are 'test') or 'auto' (root/train and root/test when both exist)."""
+  return common.split_folder_items(root, files, split, 'audio files', rule)
 
 
 def read_audio_file(path: pathlib.Path) -> np.ndarray:
@@ -195,8 +202,11 @@ def read_audio_file(path: pathlib.Path) -> np.ndarray:
   return common.resample_to_16k(wav.mean(axis=1), rate)
 
 
-_LOADERS: dict[str, Callable[[_Request], Iterator[np.ndarray]]] = {
+_Loader = Callable[[_Request], Iterator[np.ndarray]]
+FORMATS: dict[str, _Loader] = {
     'embedded': _load_embedded,
-    'librispeech': _load_librispeech,
-    'audio_dir': _load_audio_dir,
+    'audio_folder': _load_audio_folder,
+    'audio_dir': _load_audio_folder,   # the earlier name of 'audio_folder'
 }
+PRESETS: dict[str, _Loader] = {'librispeech': _load_librispeech}
+_LOADERS: dict[str, _Loader] = {**FORMATS, **PRESETS}

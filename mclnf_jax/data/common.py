@@ -129,6 +129,36 @@ def files_under(root: str, suffixes: Sequence[str], kind: str, what: str) -> lis
   return files
 
 
+# Split rules of the folder formats (image_folder, video_folder, audio_folder):
+#   'auto':       root/train and root/test when root holds both folders (anything else under
+#                 root is ignored), otherwise 'last_tenth';
+#   'last_tenth': in sorted path order the last max(1, N // 10) items are 'test', the rest
+#                 'train' (the dataset presets: FFHQ's 70,000 files give 63,000 / 7,000).
+SPLIT_RULES = ('auto', 'last_tenth')
+SPLIT_FOLDERS = ('train', 'test')
+
+
+def has_split_folders(root: str) -> bool:
+  """Whether folder `root` holds both a `train` and a `test` folder."""
+  return all(os.path.isdir(os.path.join(root, name)) for name in SPLIT_FOLDERS)
+
+
+def split_folder_items(root: str, items: Sequence[pathlib.Path], split: str, what: str,
+                       rule: str = 'auto') -> list[pathlib.Path]:
+  """The items (sorted paths under `root`) of `split` by `rule` (see SPLIT_RULES)."""
+  if rule not in SPLIT_RULES:
+    raise ValueError(f'unknown split rule {rule!r}')
+  if rule == 'last_tenth' or not has_split_folders(root):
+    return split_last_tenth(items, split, what)
+  base = pathlib.Path(root, split)
+  chosen = [p for p in items if p.is_relative_to(base) and p != base]
+  if not chosen:
+    raise UserError(f'{base} has no {what} ({root} has train/ and test/ folders, so each '
+                    'split reads its own): add some, or remove the train/ and test/ '
+                    'folders to split the sorted files by the last-tenth rule')
+  return chosen
+
+
 def split_last_tenth(items: Sequence[T], split: str, what: str) -> list[T]:
   """The deterministic split of a sorted folder: the last max(1, N // 10) items are
   'test', the rest 'train'. `what` names the items in the error (e.g. 'audio files')."""

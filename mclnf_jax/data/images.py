@@ -1,17 +1,24 @@
 """Image datasets as float32 [N, H, W, 3] arrays in [0, 1]: `load_images`.
 
-Datasets (`cfg.name`):
+Formats (`cfg.name`), for your own data:
+  * 'image_folder': the .png/.jpg/.jpeg files under `cfg.root` (searched
+    recursively, sorted by path). If `cfg.root` holds both a `train/` and a
+    `test/` folder, each split reads its own folder; otherwise the last
+    max(1, N // 10) files are 'test' and the rest 'train'. Centre square crop
+    resized to the resolution (antialiased bicubic); an image smaller than the
+    resolution is an error.
   * 'embedded': crops of the images inside the scikit-image wheel (see
     `embedded_images`); built once into `cfg.root` (default
     ~/.cache/mclnf_jax/tfds), any resolution, no download.
+
+Dataset presets (thin settings over a format or a TFDS dataset):
+  * 'ffhq': 'image_folder' always split by the last tenth (FFHQ's 70,000 files
+    give 63,000 / 7,000), at the paper's 512.
   * 'celeb_a': TFDS `celeb_a` (train/test), 178x178 centre crop plus 1-pixel
     zero padding -> 180x180 as in the paper; resolution must be 180.
   * 'imagenette': TFDS `imagenette` default config ('test' reads
     'validation'), centre square crop resized to the resolution (160 in the
     paper); the rare image smaller than that is upsampled.
-  * 'ffhq': a folder of .png/.jpg files; in sorted name order the last
-    max(1, N // 10) files are 'test' and the rest 'train' (FFHQ's 70,000 files
-    give 63,000 / 7,000), centre square crop resized to the resolution (512).
 
 TFDS datasets are read by random access (`tfds.data_source`), so they must be
 prepared as array_record. `tfds.features.Image` then decodes with OpenCV or,
@@ -43,7 +50,7 @@ from mclnf_jax.errors import UserError
 CELEB_A_RESOLUTION = 180
 _CELEB_A_CROP = 178
 _IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
-_CHUNK = 256  # FFHQ files decoded at a time: bounds in-flight uint8 images.
+_CHUNK = 256  # image files decoded at a time: bounds in-flight uint8 images.
 _ARRAY_RECORD = tfds.core.file_adapters.FileFormat.ARRAY_RECORD
 
 
@@ -203,19 +210,21 @@ def _check_shape(
   return image
 
 
-# --------------------------------------------------------------------- ffhq --
+# ------------------------------------------------------ image_folder, ffhq --
+
+
+def folder_files(root: str, split: str, rule: str = 'auto', label: str = 'image') -> list[str]:
+  """Lists `split`'s image files under `root` by split `rule` (see common.SPLIT_RULES);
+  `label` names the folder in errors ('image', 'FFHQ')."""
+  files = common.files_under(root, _IMAGE_SUFFIXES, label, '.png/.jpg images')
+  chosen = common.split_folder_items(root, files, split,
+                                     f'.png/.jpg images in {label} folder {root}', rule)
+  return [str(p) for p in chosen]
 
 
 def ffhq_files(root: str, split: str) -> list[str]:
-  """Lists `split`'s image files: the last max(1, N // 10) sorted are test."""
-  if not root or not os.path.isdir(root):
-    raise UserError(f'FFHQ directory {root or "(empty)"} does not exist: pass '
-                    '--config.data.root=<folder of FFHQ images>')
-  files = sorted(f for f in os.listdir(root)
-                 if f.lower().endswith(_IMAGE_SUFFIXES)
-                 and os.path.isfile(os.path.join(root, f)))
-  chosen = common.split_last_tenth(files, split, f'.png/.jpg images in FFHQ directory {root}')
-  return [os.path.join(root, f) for f in chosen]
+  """FFHQ's split: the last max(1, N // 10) sorted image files are test."""
+  return folder_files(root, split, 'last_tenth', 'FFHQ')
 
 
 def read_image_file(path: str, resolution: int) -> np.ndarray:
@@ -239,9 +248,8 @@ def read_image_file(path: str, resolution: int) -> np.ndarray:
   return common.resize_center_square(image, resolution)
 
 
-def _load_ffhq(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
-  """Reads the split's files from the FFHQ folder, decoding on threads."""
-  files = ffhq_files(request.root, request.split)
+def _read_files(files: list[str], request: _Request) -> tuple[int, Iterator[np.ndarray]]:
+  """Reads the chosen files of a split, decoding on threads."""
   paths = [files[i] for i in common.choose_indices(
       len(files), request.num_signals, request.seed)]
 
@@ -256,9 +264,23 @@ def _load_ffhq(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
   return len(paths), images()
 
 
-_LOADERS: dict[str, _Loader] = {
+def _load_image_folder(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
+  """The 'image_folder' format: train/ and test/ folders, else the last tenth."""
+  return _read_files(folder_files(request.root, request.split), request)
+
+
+def _load_ffhq(request: _Request) -> tuple[int, Iterator[np.ndarray]]:
+  """The 'ffhq' preset: an image folder split by the last tenth."""
+  return _read_files(ffhq_files(request.root, request.split), request)
+
+
+FORMATS: dict[str, _Loader] = {
     'embedded': _load_embedded,
+    'image_folder': _load_image_folder,
+}
+PRESETS: dict[str, _Loader] = {
+    'ffhq': _load_ffhq,
     'celeb_a': _load_celeb_a,
     'imagenette': _load_imagenette,
-    'ffhq': _load_ffhq,
 }
+_LOADERS: dict[str, _Loader] = {**FORMATS, **PRESETS}

@@ -1,16 +1,21 @@
 """Video datasets as float32 [N, F, R, R, 3] clips in [0, 1]: `load_video`.
 
-Datasets (`cfg.name`):
+Formats (`cfg.name`), for your own data:
+  * 'video_folder': the clips under `cfg.root`, each either a .mp4 file
+    (decoded with PyAV) or a folder of frame images, searched recursively (see
+    `voxceleb2`). If `cfg.root` holds both a `train/` and a `test/` folder,
+    each split reads its own; otherwise, in sorted path order, the last
+    max(1, N // 10) clips are 'test', the rest 'train'.
   * 'embedded': a moving camera filmed over the natural images inside the
     scikit-image wheel (see `embedded_video`); no download, no cache.
-  * 'voxceleb2': the clips under `cfg.root`, each either a .mp4 file (decoded
-    with PyAV) or a folder of frame images (see `voxceleb2`). In sorted path
-    order the last max(1, N // 10) clips are 'test', the rest 'train'.
+
+Dataset presets:
+  * 'voxceleb2': 'video_folder' always split by the last tenth.
 
 `cfg.frames` = F kept frames, `cfg.frame_stride` = frames skipped between two
 kept frames (0 = consecutive), so a clip spans (F - 1) * (stride + 1) + 1
 frames. `cfg.num_signals` > 0 keeps that many clips (embedded: the first ones;
-voxceleb2: drawn without replacement by `cfg.seed`, in sorted order); 0 keeps
+folders: drawn without replacement by `cfg.seed`, in sorted order); 0 keeps
 the whole split.
 """
 
@@ -25,7 +30,9 @@ from mclnf_jax.data import common
 from mclnf_jax.data import embedded_video
 from mclnf_jax.data import voxceleb2
 
-_LOADERS = {'embedded': embedded_video.load_clips, 'voxceleb2': voxceleb2.load_clips}
+FORMATS = {'embedded': embedded_video.load_clips, 'video_folder': voxceleb2.load_folder_clips}
+PRESETS = {'voxceleb2': voxceleb2.load_clips}
+_LOADERS = {**FORMATS, **PRESETS}
 
 
 @dataclasses.dataclass(frozen=True)

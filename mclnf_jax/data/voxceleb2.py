@@ -1,10 +1,12 @@
-"""VoxCeleb2-style video folders: .mp4 clips (decoded with PyAV) or frame folders.
+"""Video folders: .mp4 clips (decoded with PyAV) or frame folders.
 
-The clips under `root`, each either a .mp4 file or a folder of frame images
-(.jpg/.jpeg/.png/.bmp, in sorted name order), searched recursively. In sorted
-path order the last max(1, N // 10) clips are 'test', the rest 'train'. Frames
-are taken from the clip start, centre-cropped to a square and resized
-(antialiased bicubic).
+The reader of the 'video_folder' format and of its 'voxceleb2' preset: the clips
+under `root`, each either a .mp4 file or a folder of frame images
+(.jpg/.jpeg/.png/.bmp, in sorted name order), searched recursively and sorted
+by path. 'video_folder' reads root/train and root/test when `root` holds both,
+else (and 'voxceleb2' always) the last max(1, N // 10) clips are 'test', the
+rest 'train'. Frames are taken from the clip start, centre-cropped to a square
+and resized (antialiased bicubic).
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ FRAME_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp')
 VIDEO_SUFFIXES = ('.mp4',)
 
 
-def load_clips(request: VideoRequest) -> tuple[int, Iterator[np.ndarray]]:
-  """Reads the split's clips (mp4 files or frame folders) under `root`."""
-  clips = split_clips(find_clips(request.root), request.split)
+def load_folder_clips(request: VideoRequest) -> tuple[int, Iterator[np.ndarray]]:
+  """'video_folder': train/ and test/ folders when both exist, else the last tenth."""
+  return load_clips(request, rule='auto')
+
+
+def load_clips(request: VideoRequest,
+               rule: str = 'last_tenth') -> tuple[int, Iterator[np.ndarray]]:
+  """Reads the split's clips (mp4 files or frame folders) under `root` by split `rule`
+  (see common.SPLIT_RULES; 'last_tenth' is the 'voxceleb2' preset)."""
+  clips = split_clips(find_clips(request.root), request.split, request.root, rule)
   chosen = [
       clips[int(i)]
       for i in common.choose_indices(len(clips), request.num_signals, request.seed)
@@ -50,9 +59,11 @@ def find_clips(root: str) -> list[pathlib.Path]:
   return sorted({p if p.suffix.lower() in VIDEO_SUFFIXES else p.parent for p in files})
 
 
-def split_clips(clips: list[pathlib.Path], split: str) -> list[pathlib.Path]:
-  """Last max(1, N // 10) sorted clips are 'test', the rest 'train'."""
-  return common.split_last_tenth(clips, split, 'video clips')
+def split_clips(clips: list[pathlib.Path], split: str, root: str = '',
+                rule: str = 'last_tenth') -> list[pathlib.Path]:
+  """The clips of `split` by `rule`: 'last_tenth' (the last max(1, N // 10) sorted clips
+  are 'test') or 'auto' (root/train and root/test when both exist)."""
+  return common.split_folder_items(root, clips, split, 'video clips', rule)
 
 
 def read_clip(path: pathlib.Path, count: int) -> list[np.ndarray]:
