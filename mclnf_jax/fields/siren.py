@@ -28,13 +28,15 @@ class Siren(nn.Module):
   depth: int
   out_dim: int
   w0: float = 30.0
-  w0_first: float = 0.0  # frequency of the first layer; 0 = w0 (audio uses ~3000)
+  w0_first: float = 0.0  # frequency of the first layer; 0 = w0
+  input_scale: float = 1.0  # coordinates times this (GradNCP's audio: 50, w0 30 everywhere)
   sine: str = 'exact'   # name of a sine in fields.sine; 'exact' is jnp.sin
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     from mclnf_jax.fields.sine import get_sine  # late import: tiny module, no cycle
     sin = get_sine(self.sine)
+    x = x * self.input_scale
     for i, name in enumerate(self.dense_names):
       last = i == self.depth - 1
       # Sitzmann et al.: first layer U(-1/fan_in, 1/fan_in), later U(-sqrt(6/fan_in)/w0, ..),

@@ -71,7 +71,7 @@ def build_field(config: ml_collections.ConfigDict, width: int, spec: TaskSpec) -
   f = config.field
   if f.kind == 'siren':
     module = Siren(width=width, depth=f.depth, out_dim=spec.out_dim, w0=f.w0,
-                   w0_first=f.w0_first, sine=f.sine)
+                   w0_first=f.w0_first, input_scale=f.input_scale, sine=f.sine)
   elif f.kind == 'nerf':
     module = NeRFMLP(depth=f.depth, width=width, pos_freqs=f.pos_freqs,
                      dir_freqs=f.dir_freqs, skip=f.skip)

@@ -25,9 +25,9 @@ GROUP_NAMES = {**learners.GROUPS, OTHER_GROUP: OTHER_GROUP}
 METHOD_GROUPS: dict[str, tuple[str, ...]] = {
     g: tuple(m.name for m in learners.METHODS if m.group == g) for g in learners.GROUPS}
 DISPLAY_NAMES = {m.name: m.display for m in learners.METHODS}
-METRIC_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'pesq': 'PESQ'}
+METRIC_NAMES = {'psnr': 'PSNR', 'ssim': 'SSIM', 'pesq': 'PESQ', 'iou': 'IoU', 'mse': 'MSE'}
 # Decimals printed per metric; others use DEFAULT_DECIMALS.
-METRIC_DECIMALS = {'ssim': 3}
+METRIC_DECIMALS = {'ssim': 3, 'iou': 3, 'mse': 4}
 DEFAULT_DECIMALS = 2
 # Metrics where lower is better; every other metric is higher-is-better.
 LOWER_IS_BETTER = frozenset({'mse', 'loss', 'lpips'})

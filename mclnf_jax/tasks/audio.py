@@ -1,8 +1,10 @@
 """Audio [L, 1] in [-1, 1] at 16 kHz: t -> amplitude; tasks are consecutive segments.
 
-PSNR is on the waveform with the peak taken as the clip's peak-to-peak range (the
-convention of the paper's references, `metrics.waveform_psnr`); PESQ (wide band) is
-computed on the host and is NaN, with the reason logged, where it is undefined (silence).
+The field fits the waveform as data in [0, 1] with a +0.5 output offset, the convention
+of GradNCP (the line of work the paper follows for audio): targets are y / 2, so a zero
+output is silence. PSNR is on that fixed range (peak 1 on [0, 1], i.e. peak 2 on the
+waveform), not on each clip's own peak-to-peak range; PESQ (wide band) is computed on
+the host on the waveform and is NaN, with the reason logged, where it is undefined.
 """
 import dataclasses
 
@@ -13,14 +15,25 @@ from absl import logging
 from mclnf_jax import metrics
 from mclnf_jax.data.common import SAMPLE_RATE
 from mclnf_jax.tasks.grid import GridTasks
+from mclnf_jax.types import Episode
 from mclnf_jax.visuals import AudioClips
+
+HALF = np.float32(0.5)      # waveform [-1, 1] -> [0, 1] data minus the 0.5 output offset
 
 
 @dataclasses.dataclass(frozen=True)
 class AudioTasks(GridTasks):
 
+  def episode(self, signal: np.ndarray) -> Episode:
+    e = super().episode(signal)
+    return e._replace(context_y=e.context_y * HALF, query_y=e.query_y * HALF)
+
+  def to_signal(self, y: jax.Array) -> jax.Array:
+    """Field values (y / 2) -> the waveform in [-1, 1]."""
+    return super().to_signal(y) / HALF
+
   def metrics(self, pred: jax.Array, target: jax.Array) -> dict[str, jax.Array]:
-    return {'psnr': metrics.waveform_psnr(pred[:, 0], target[:, 0])}
+    return {'psnr': metrics.waveform_psnr(pred[:, 0], target[:, 0], peak=2.0)}
 
   def host_metrics(self, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     value, note = metrics.pesq_wb_with_note(np.clip(pred[:, 0], -1, 1), target[:, 0],
