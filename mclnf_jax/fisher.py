@@ -185,3 +185,19 @@ def diag_fisher(apply_fn, params, x: jax.Array, y: jax.Array):
   grads = jax.vmap(jax.grad(_log_likelihood, argnums=1), in_axes=(None, None, 0, 0))(
       apply_fn, params, x, y)
   return jax.tree_util.tree_map(lambda g: jnp.mean(g * g, axis=0), grads)
+
+
+def model_diag_fisher(apply_fn, params, x: jax.Array):
+  """Diagonal of the model's Fisher, mean_i J_i^T J_i, as a pytree shaped like params.
+
+  For the unit Gaussian likelihood the Fisher is E_y[g g^T] = J^T J whatever the targets
+  (Kirkpatrick et al.'s EWC uses this one), unlike `diag_fisher`'s empirical
+  mean_i (J_i^T r_i)^2, which vanishes as a task is fitted. Exactly, one output at a time:
+  the score with residual e_c is -J^T e_c, and diag(J^T J) = sum_c (J^T e_c)^2.
+  """
+  out = jax.lax.stop_gradient(apply_fn(params, x))
+  total = None
+  for c in range(out.shape[-1]):
+    f = diag_fisher(apply_fn, params, x, out - jax.nn.one_hot(c, out.shape[-1], dtype=out.dtype))
+    total = f if total is None else jax.tree_util.tree_map(jnp.add, total, f)
+  return total

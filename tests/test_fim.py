@@ -139,3 +139,20 @@ def test_diag_fisher_fast_matches_per_sample():
   ref = fisher.diag_fisher(plain_apply, PARAMS, X, Y)
   for a, b in zip(jax.tree.leaves(fast), jax.tree.leaves(ref)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize('apply_fn', [FIELD.apply, plain_apply], ids=['taps', 'vmap'])
+def test_model_fisher_is_j_transpose_j_and_does_not_vanish_at_a_fitted_task(apply_fn):
+  with jax.enable_x64(True):
+    params = jax.tree.map(lambda p: p.astype(jnp.float64), PARAMS)
+    x = X.astype(jnp.float64)
+    jac = jax.vmap(jax.jacrev(lambda p, xi: FIELD.apply(p, xi[None])[0]),
+                   in_axes=(None, 0))(params, x)
+    brute = jax.tree.map(lambda j: jnp.mean(jnp.sum(j * j, axis=1), axis=0), jac)
+    model = fisher.model_diag_fisher(apply_fn, params, x)
+    for a, b in zip(jax.tree.leaves(model), jax.tree.leaves(brute)):
+      np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+    fitted = FIELD.apply(params, x)              # a task fitted exactly: r = 0
+    empirical = fisher.diag_fisher(apply_fn, params, x, fitted)
+    assert max(float(jnp.abs(e).max()) for e in jax.tree.leaves(empirical)) < 1e-20
+    assert min(float(jnp.abs(m).sum()) for m in jax.tree.leaves(model)) > 0
