@@ -14,7 +14,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from mclnf_jax import evaluate, identity, learners, meta, report
+from mclnf_jax import evaluate, identity, learners, meta, report, tuning
 from mclnf_jax.configs import checks
 from mclnf_jax.data.signals import load_signals
 from mclnf_jax.errors import UserError
@@ -80,6 +80,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, mode: str = 'train_and_
   checks.check(config)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UserError(f'--workdir={workdir} is a file: name a folder')
+  config = tuning.apply(config, workdir)      # test-time settings of launch.tune_tto
   modality = make_modality(config)
   signals = Signals(config, modality)
   names = learners.names(config)

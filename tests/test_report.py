@@ -67,7 +67,7 @@ def test_summarize_rejects_wrong_length():
 def test_table_groups_order_and_marks(tmp_path):
   report.write_table(tmp_path / 't', STEPS, CURVES, 'psnr')
   rows = _md_rows(tmp_path / 't.md')
-  assert rows[0] == ['Metric (PSNR)', '', 'Step 1', 'Best (step)', 'Step 8']
+  assert rows[0] == ['Metric (PSNR)', 'steps per task', 'Step 1', 'Best (step)', 'Step 8']
   body = rows[1:]
   assert [r[:2] for r in body] == [
       ['OL', 'OL'], ['CL', 'ER'], ['MOL', 'MOL'], ['MCL', 'OML'], ['', 'Ours (mod)']]

@@ -125,14 +125,19 @@ def _fmt(value: float, decimals: int) -> str:
 def write_table(path_stem: str | os.PathLike, steps: Sequence[int],
                 curves: Curves | None, metric: str,
                 datasets: Mapping[str, Curves] | None = None,
-                decimals: int | None = None) -> None:
+                decimals: int | None = None,
+                notes: Mapping[str, str] | None = None) -> None:
   """Writes the paper's Table 1 layout as `<stem>.md` and `<stem>.csv`.
 
   Rows are grouped OL / CL / CML / MOL / MCL (then Other), listing only methods
   that have `metric`; per dataset the columns are "Step 1 | Best (step) | Step
   <max>", with the best value of each column in bold and the second best
-  underlined. Give one dataset's `curves`, or `datasets` (name -> curves) to put
-  several side by side. The CSV has one row per dataset and method.
+  underlined. Steps count test-time optimisation steps on each task (the paper's
+  images, video and audio convention; offline methods take them on the whole signal),
+  the same for every method, and the header says so. `notes` (method -> text, e.g. its
+  test-time optimiser) follow the method's name. Give one dataset's `curves`, or
+  `datasets` (name -> curves) to put several side by side. The CSV has one row per
+  dataset and method.
   """
   by_dataset = as_datasets(curves, datasets)
   decimals = METRIC_DECIMALS.get(metric, DEFAULT_DECIMALS) if decimals is None else decimals
@@ -147,7 +152,7 @@ def write_table(path_stem: str | os.PathLike, steps: Sequence[int],
       for name, c in by_dataset.items()}
   stem = os.fspath(path_stem)
   files.write_text(stem + '.md', _table_markdown(steps, summaries, methods, metric,
-                                                 decimals, higher))
+                                                 decimals, higher, notes or {}))
   files.write_csv(stem + '.csv', _TABLE_CSV_HEADER,
                   [_table_csv_row(name, m, metric, s[m])
                    for name, s in summaries.items() for m in methods])
@@ -164,11 +169,11 @@ def _summary_or_nan(steps: Sequence[int], curves: Curves, method: str,
 
 def _table_markdown(steps: Sequence[int], summaries: Mapping[str, Mapping[str, Summary]],
                     methods: Sequence[str], metric: str, decimals: int,
-                    higher: bool) -> str:
+                    higher: bool, notes: Mapping[str, str]) -> str:
   """The Markdown body of `write_table`."""
   metric_label = f'Metric ({METRIC_NAMES.get(metric, metric)})'
   subheader = [f'Step {steps[0]}', 'Best (step)', f'Step {steps[-1]}']
-  header = [metric_label, ''] + subheader * len(summaries)
+  header = [metric_label, 'steps per task'] + subheader * len(summaries)
   rows = [header]
   if any(summaries):  # named datasets get a row above the metric row.
     names = [x for name in summaries for x in (name, '', '')]
@@ -181,7 +186,8 @@ def _table_markdown(steps: Sequence[int], summaries: Mapping[str, Mapping[str, S
   previous = None
   for m in methods:
     group = method_group(m)
-    rows.append([group if group != previous else '', display_name(m)] + cells[m])
+    label = display_name(m) + (f' ({notes[m]})' if m in notes else '')
+    rows.append([group if group != previous else '', label] + cells[m])
     previous = group
   return _markdown(rows)
 
