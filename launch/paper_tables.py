@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mclnf_jax import compute_cost, experiment, learners, logs, process, report
+from mclnf_jax.configs import checks
 from mclnf_jax.errors import UserError
 from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.factory import make_modality
@@ -34,11 +35,13 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def load_config_file(path: str):
   """A config file as `--config` reads it: `configs/x.py` or `configs/x.py:variant`."""
   path, _, variant = str(path).partition(':')
-  if not os.path.exists(path):
-    raise UserError(f'config file {path} does not exist')
+  if not os.path.isfile(path):
+    raise UserError(f'config file {path} does not exist (--more_configs)')
   spec = importlib.util.spec_from_file_location('extra_config', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise UserError(f'config file {path} has no get_config()')
   return module.get_config(variant) if variant else module.get_config()
 
 
@@ -102,4 +105,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=checks.flags_parser)

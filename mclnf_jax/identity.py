@@ -2,61 +2,149 @@
 
 Each meta-learned learner's folder stores, once meta-training starts, the config keys its
 checkpoint depends on (`learner_identity`); a later run with other values is refused with
-a one-line error naming the first difference. Test-time keys (config.eval, `tto_*` keys
-of the method and of the scene) are left out: changing them re-evaluates but keeps the
-meta-trained checkpoint. Evaluation results carry `eval_identity` (everything) instead.
+a one-line error naming the first difference.
+
+The rule is declared per key in mclnf_jax/configs/base.py (see configs/keys.py; CONFIG.md
+lists every key): the identity holds each key of kind CHECKPOINT that the run reads (nested by section, as
+in the config; compared key by key). Left out are
+  * RESULT keys (test time: `tto_*`, `eval.*`, `data.num_test`; and `meta.steps`):
+    changing them re-evaluates the checkpoint,
+  * RUN keys (log/save cadence, chunk sizes, `name`, `learners`): they change nothing,
+  * keys the run does not read: sections and keys declared `used_by` other built-in
+    modalities (e.g. `scene.*` and `render.*` for an image run, `data.frames` for audio),
+    keys declared `only` for other values of a key (e.g. `fim.*` unless the learner's
+    loss is 'fim', `field.pos_freqs` unless field.kind is nerf), and `methods.<other>.*`.
+
+Meta-steps. The checkpoint holds `meta.schedule_steps` (its effective value: 0 means
+meta.steps), the length of the outer optimiser's cosine schedule, not `meta.steps`. So
+a run meta-trained with meta.steps=N extends to more steps exactly with
+`--config.meta.steps=M --config.meta.schedule_steps=N` (after step N the rate stays at
+its final value); raising meta.steps alone would change the schedule of the steps already
+taken, and is refused with a one-line error saying to pass --config.meta.schedule_steps=N.
+
+Evaluation results carry `eval_identity`: the checkpoint identity plus meta.steps and
+every RESULT key (test-time keys are not narrowed by modality: re-evaluating is cheap).
+Identities stored by earlier versions (nested sections) are read too: their extra keys
+are ignored, a key they lack counts as its declared default, and meta.steps stands for
+meta.schedule_steps.
 """
 import json
 import os
-from typing import Any
-
 import ml_collections
 
-from mclnf_jax import files
+from mclnf_jax import files, learners
+from mclnf_jax.configs import base, keys
 from mclnf_jax.errors import UserError
+from mclnf_jax.types import MODALITIES
+
+_ABSENT = '<absent>'
 
 
-def _split_tto(section: dict) -> tuple[dict, dict]:
-  """(keys a checkpoint depends on, test-time keys `tto_*`) of a config section."""
-  tto = {k: v for k, v in section.items() if k.startswith('tto_')}
-  return {k: v for k, v in section.items() if k not in tto}, tto
+def _own(path: str, learner: str) -> bool:
+  """False for `methods.<other learner>.*` keys."""
+  parts = path.split('.')
+  return parts[0] != keys.PER_LEARNER or len(parts) < 3 or parts[1] == learner
+
+
+def _read(decl: keys.Key, config: ml_collections.ConfigDict, flat: dict,
+          learner: str) -> bool:
+  """Whether a run of `config` reads a key declared `decl` (its used_by / only)."""
+  if decl.used_by is not None and config.modality in MODALITIES \
+      and config.modality not in decl.used_by:
+    return False
+  if decl.only is not None:
+    path, values = decl.only
+    if flat.get(path.format(learner=learner)) not in values:
+      return False
+  return True
+
+
+def _nest(flat: dict) -> dict:
+  out = {}
+  for path, value in flat.items():
+    *sections, leaf = path.split('.')
+    node = out
+    for s in sections:
+      node = node.setdefault(s, {})
+    node[leaf] = value
+  return out
+
+
+def _identity(config: ml_collections.ConfigDict, name: str, kinds: tuple[str, ...],
+              narrow: tuple[str, ...]) -> dict:
+  """{'learner': name, path: value} of the keys of `kinds` (those of `narrow` only when
+  the run reads them)."""
+  learner = learners.canonical(name)
+  flat = keys.flatten(json.loads(config.to_json()))
+  declared = base.declarations()
+  out = {'learner': name}
+  for path, value in sorted(flat.items()):
+    decl = declared.get(path, keys.Key(value))   # undeclared: ties the checkpoint
+    if decl.kind not in kinds or not _own(path, learner):
+      continue
+    if decl.kind in narrow and not _read(decl, config, flat, learner):
+      continue
+    out[path] = json.loads(json.dumps(decl.effective(config))) if decl.effective else value
+  return out
 
 
 def learner_identity(config: ml_collections.ConfigDict, name: str) -> dict:
-  """Everything a learner's meta-trained checkpoint depends on (as plain JSON values)."""
-  c = json.loads(config.to_json())
-  return {'learner': name, 'seed': c['seed'], 'modality': c['modality'], 'data': c['data'],
-          'tasks': c['tasks'], 'field': c['field'], 'fim': c['fim'],
-          'method': _split_tto(c['methods'][name])[0], 'meta': c['meta'],
-          'scene': _split_tto(c['scene'])[0], 'render': c['render']}
+  """Everything a learner's meta-trained checkpoint depends on (plain JSON values)."""
+  return _nest(_identity(config, name, (keys.CHECKPOINT,), (keys.CHECKPOINT,)))
 
 
 def eval_identity(config: ml_collections.ConfigDict, name: str) -> dict:
-  """Everything an evaluation result depends on."""
-  c = json.loads(config.to_json())
-  tto = {**_split_tto(c['methods'][name])[1], **_split_tto(c['scene'])[1]}
-  return {**learner_identity(config, name), 'eval': c['eval'], 'tto': tto}
+  """Everything an evaluation result depends on: the checkpoint's keys and RESULT keys."""
+  return _nest(_identity(config, name, (keys.CHECKPOINT, keys.RESULT), (keys.CHECKPOINT,)))
 
 
-def _first_difference(a: Any, b: Any, path: str = '') -> str:
-  if isinstance(a, dict) and isinstance(b, dict):
-    for k in sorted(set(a) | set(b)):
-      if a.get(k) != b.get(k):
-        return _first_difference(a.get(k), b.get(k), f'{path}.{k}' if path else k)
-  return f'{path} ({a!r} there, {b!r} now)'
+def _upgrade(stored: dict, name: str) -> dict:
+  """A stored identity as a flat dict; identities of earlier versions kept the learner's
+  method section as 'method' and had no meta.schedule_steps (meta.steps stood for it)."""
+  stored = dict(stored)
+  if 'method' in stored:
+    stored['methods'] = {learners.canonical(name): stored.pop('method')}
+  flat = keys.flatten(stored)
+  if 'meta.schedule_steps' not in flat and 'meta.steps' in flat:
+    flat['meta.schedule_steps'] = flat['meta.steps']
+  return flat
+
+
+def _differences(stored: dict, identity: dict) -> dict:
+  """{key: stored value} of the keys of `identity` whose stored value differs (a key
+  never stored counts as its declared default)."""
+  declared = base.declarations()
+  out = {}
+  for path, value in identity.items():
+    there = stored.get(path, _ABSENT)
+    if there == _ABSENT and path in declared:
+      there = json.loads(json.dumps(declared[path].default))
+    if there != value:
+      out[path] = there
+  return out
 
 
 def check(config: ml_collections.ConfigDict, workdir: str, name: str) -> str:
   """<workdir>/<name>/, after checking that a run it holds is of the same config."""
   folder = os.path.join(workdir, name)
   path = os.path.join(folder, 'config.json')
-  if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
-    identity = learner_identity(config, name)
-    if stored != identity:
-      raise UserError(f'{folder} holds a {name} run of another config: '
-                      f'{_first_difference(stored, identity)}; use a new --workdir or delete it')
+  if not os.path.exists(path):
+    return folder
+  with open(path) as f:
+    stored = _upgrade(json.load(f), name)
+  identity = _identity(config, name, (keys.CHECKPOINT,), (keys.CHECKPOINT,))
+  differ = _differences(stored, identity)
+  if list(differ) == ['meta.schedule_steps'] and not config.meta.schedule_steps:
+    old = differ['meta.schedule_steps']
+    raise UserError(
+        f'{folder} holds a {name} run whose outer-rate schedule is {old} meta-steps long, '
+        f'not meta.steps={config.meta.steps}: to continue it pass '
+        f'--config.meta.schedule_steps={old}, or use a new --workdir')
+  if differ:
+    key = next(iter(differ))
+    raise UserError(f'{folder} holds a {name} run of another config: {key} '
+                    f'({differ[key]!r} there, {identity[key]!r} now); '
+                    'use a new --workdir or delete it')
   return folder
 
 

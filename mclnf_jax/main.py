@@ -1,7 +1,9 @@
 """Command line: `python -m mclnf_jax.main --config=configs/quickstart.py --workdir=DIR`.
 
 Any config key can be overridden, e.g. `--config.meta.steps=200`; sweeps are loops over
-such flags (see launch/). Errors a user can fix print one line and exit non-zero.
+such flags (see launch/); CONFIG.md lists every key. Errors a user can fix (an unknown
+key, a missing config file, a bad value or input) print one line `error: ...` on stderr
+and exit with status 2.
 """
 import os
 import sys
@@ -12,6 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mclnf_jax import experiment, logs, process
+from mclnf_jax.configs import checks
 from mclnf_jax.errors import UserError
 
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
@@ -39,7 +42,7 @@ def main(argv):
 
 
 def entry():
-  app.run(main)
+  app.run(main, flags_parser=checks.flags_parser)
 
 
 if __name__ == '__main__':

@@ -24,8 +24,10 @@ def direct_imports() -> dict[str, set[str]]:
       if isinstance(node, ast.Import):
         found |= {a.name for a in node.names}
       elif isinstance(node, ast.ImportFrom) and node.module:
-        found.add(node.module)
-        found |= {f'{node.module}.{a.name}' for a in node.names}
+        named = {f'{node.module}.{a.name}' for a in node.names}
+        # `from package import module` reaches the module; the package's own imports
+        # (the API that mclnf_jax/__init__.py loads on first use) only if names are not modules.
+        found |= named if named <= set(modules) else named | {node.module}
     graph[name] = {m for m in found if m in modules}
   return graph
 

@@ -77,6 +77,8 @@ def declared_config() -> ml_collections.ConfigDict:
       depth=key(5, 'linear layers (siren) / trunk layers (nerf)'),
       w0=key(30.0, 'SIREN frequency of the hidden layers', only=siren),
       w0_first=key(0.0, 'SIREN frequency of the first layer (0: same as w0)', only=siren),
+      input_scale=key(1.0, 'SIREN coordinates are multiplied by this before the first '
+                      'layer (GradNCP audio: 50)', only=siren),
       sine=key('fast', 'sine implementation (mclnf_jax/fields/sine.py)', only=siren),
       pos_freqs=key(10, 'NeRF positional-encoding frequencies of positions', only=nerf),
       dir_freqs=key(4, 'NeRF positional-encoding frequencies of directions', only=nerf),
@@ -89,9 +91,17 @@ def declared_config() -> ml_collections.ConfigDict:
       num_blocks=key(10, 'city: blocks generated (70% meta-train, 30% meta-test)'),
       views_per_cell=key(8, 'city: aerial context views per ground cell'),
       heldout_views=key(4, 'held-out views per meta-test block in the query set'),
-      rays_per_task=key(1024, "context rays drawn from each cell's views"),
-      tto_rays_per_task=key(0, 'context rays per cell for meta-test blocks (test time; '
-                            '0: rays_per_task)', RESULT),
+      rays_per_task=key(1024, 'rays of a cell fitted per inner step in meta-training, a '
+                        'fresh batch each step'),
+      tto_rays_per_task=key(0, 'rays of a cell fitted per test-time step (0: '
+                            'rays_per_task)', RESULT),
+      pool_rays=key(65536, 'rays kept per cell (a fixed shuffled draw of its views\' rays) '
+                    'from which every step draws its batch; 0: every ray of the cell '
+                    '(only where all cells of all blocks hold as many rays: the city)'),
+      query_rays_per_task=key(0, 'rays per cell of the meta-loss query set, apart from the '
+                              "inner loop's (0: rays_per_task)"),
+      stratified=key(True, 'jittered samples along rays in inner and test-time steps '
+                     '(metrics and figures render midpoints)'),
       train_blocks=key('', 'matrixcity: comma-separated block ids for meta-training; '
                        'transforms_json: scene folder names under data.root'),
       test_blocks=key('', 'matrixcity: block ids for meta-test (views in block_N_test); '
