@@ -103,7 +103,7 @@ def audio(variant: str = '') -> ml_collections.ConfigDict:
   if is_cpu(variant):
     cpu_sized(c)
     c.data.update(seconds=1.0, num_val=4, num_test=4)
-    c.meta.update(steps=1000, batch_size=2, lr=1e-3, rates_lr=3e-2, inner_steps=3,
+    c.meta.update(steps=500, batch_size=2, lr=1e-3, rates_lr=3e-2, inner_steps=3,
                   val_every=100, log_every=100, save_every=500)
     c.eval.update(max_steps=128, batch_size=4, num_shown=1)
   return c
