@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from mclnf_jax import files, report
+from mclnf_jax import files, metric_writers, report
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.tasks import Modality
 from mclnf_jax.types import Episode
@@ -93,11 +93,14 @@ class Evaluator:
 
 def evaluate_learner(learner: Learner, modality: Modality, meta_params: Any, test: Any,
                      episodes: Callable[[Any], Episode], e, identity: dict,
-                     results_dir: str) -> dict:
+                     results_dir: str, metrics_folder: Optional[str] = None) -> dict:
   """Curves of one learner on the meta-test signals `test`, cached in results/<name>.json.
 
   e: config.eval; episodes(signals) stacks their episodes; identity: what the result
-  depends on (a cached result with another identity is recomputed).
+  depends on (a cached result with another identity is recomputed). The mean curves
+  are also written, one record per test-time step k, to `metrics_folder`'s
+  eval_metrics.jsonl and tensorboard/eval/ (`metric_writers`); by default the learner's
+  folder beside results_dir, <workdir>/<name>/. A recomputed evaluation replaces them.
   """
   path = os.path.join(results_dir, f'{learner.name}.json')
   if os.path.exists(path):
@@ -125,6 +128,12 @@ def evaluate_learner(learner: Learner, modality: Modality, meta_params: Any, tes
             'curves': {k: np.nanmean(v, axis=0).tolist() for k, v in per_signal.items()},
             'per_signal': {k: v.tolist() for k, v in per_signal.items()},
             'adapt_seconds': seconds}
+  if metrics_folder is None:
+    metrics_folder = os.path.join(os.path.dirname(os.path.abspath(results_dir)),
+                                  learner.name)
+  with metric_writers.MetricWriter(metrics_folder, 'eval', start=0) as writer:
+    for i, k in enumerate(steps):
+      writer.write(k, **{m: c[i] for m, c in result['curves'].items()})
   files.write_npz(os.path.join(results_dir, f'{learner.name}.npz'),
                   recon=np.concatenate(kept))
   files.write_json(path, result)

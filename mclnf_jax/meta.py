@@ -4,11 +4,13 @@
 sharding it over a device mesh later is a matter of in/out shardings. The whole run
 state (meta-params, optimiser state, step, best-so-far by meta-validation) is one
 pytree that orbax saves whole (`checkpoints.py`), so a rerun resumes exactly where it
-stopped. `meta_train` is the whole loop of one learner: resume, step, validate, save.
+stopped. `meta_train` is the whole loop of one learner: resume, step, validate, save;
+its scalars go to the learner folder's metrics.jsonl and tensorboard/train/
+(`metric_writers`).
 """
 import functools
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Optional
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from mclnf_jax import checkpoints
+from mclnf_jax import checkpoints, metric_writers
+from mclnf_jax.configs.keys import schedule_steps
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.types import Episode
 
@@ -29,7 +32,8 @@ def outer_optimizer(m) -> optax.GradientTransformation:
   m: config.meta. Learned inner learning rates (Meta-SGD: a top-level 'log_lr' in the
   meta-params) get their own Adam at `m.rates_lr` and their own clipping `m.rates_clip`.
   """
-  schedule = optax.cosine_decay_schedule(m.lr, max(m.steps, 1), alpha=m.lr_final_fraction)
+  schedule = optax.cosine_decay_schedule(m.lr, max(schedule_steps(m), 1),
+                                         alpha=m.lr_final_fraction)
   init = optax.chain(optax.clip_by_global_norm(m.clip), optax.adam(schedule))
   rates = optax.chain(optax.clip_by_global_norm(m.rates_clip), optax.adam(m.rates_lr))
 
@@ -103,14 +107,19 @@ def process_slice(indices: np.ndarray) -> np.ndarray:
 
 
 class Progress:
-  """A periodic log line with rate and ETA."""
+  """A periodic log line with rate and ETA (absl logging: log files and several
+  processes read it well, which a redrawn progress bar such as tqdm does not; clu's
+  `ReportProgress` would pull TensorFlow in through clu.metric_writers)."""
 
   def __init__(self, name: str, start: int, total: int):
     self.name, self.start, self.total, self.t0 = name, start, total, time.time()
 
+  def rate(self, step: int) -> float:
+    """Steps per second since `start`."""
+    return (step - self.start) / max(time.time() - self.t0, 1e-9)
+
   def line(self, step: int, **values: float) -> str:
-    done = step - self.start
-    rate = done / max(time.time() - self.t0, 1e-9)
+    rate = self.rate(step)
     eta = (self.total - step) / rate if rate > 0 else float('inf')
     vals = ' '.join(f'{k}={v:.4g}' for k, v in values.items())
     return (f'{self.name} {step}/{self.total} {vals} '
@@ -119,28 +128,40 @@ class Progress:
 
 def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable[[int], Episode],
           val_batch: Episode, *, steps: int, val_every: int, log_every: int,
-          save: Callable[[MetaState], None], save_every: int) -> Iterator[MetaState]:
-  """Runs meta-steps from state['step'] to `steps`; yields the state after each save."""
+          save: Callable[[MetaState], None], save_every: int,
+          writer: Optional[metric_writers.MetricWriter] = None) -> Iterator[MetaState]:
+  """Runs meta-steps from state['step'] to `steps`; yields the state after each save.
+
+  writer: where the scalars go besides the log line (meta-loss, grad and param norms,
+  rate at log steps; val_mse and val_psnr at validation steps).
+  """
   meta_step, validate = make_meta_step(learner, optimizer), make_validate(learner)
   first = int(state['step'])
   progress = Progress(f'meta-train {learner.name}', first, steps)
   val_psnr = float('nan')
   for step in range(first, steps):
     state, metrics = meta_step(state, episode_batch(step))
-    done = step + 1
+    done, scalars = step + 1, {}
     if done % val_every == 0 or done == steps:
       val_mse = validate(state['params'], val_batch)
       state = keep_if_best(state, val_mse)
       val_psnr = float(-10 * jnp.log10(val_mse))
+      scalars.update(val_mse=float(val_mse), val_psnr=val_psnr)
     if done % log_every == 0 or done == steps or step == first:
       loss = float(metrics['loss'])
       if not np.isfinite(loss):
         raise FloatingPointError(
             f'{learner.name}: meta-loss is {loss} at step {done}; lower meta.lr or the '
             'inner learning rate')
+      scalars.update(loss=loss, grad_norm=float(metrics['grad_norm']),
+                     param_norm=float(metrics['param_norm']), rate=progress.rate(done))
       logging.info(progress.line(done, loss=loss, val_psnr=val_psnr,
-                                 grad_norm=float(metrics['grad_norm'])))
+                                 grad_norm=scalars['grad_norm']))
+    if writer is not None and scalars:
+      writer.write(done, **scalars)
     if done % save_every == 0 or done == steps:
+      if writer is not None:
+        writer.flush()
       save(state)
       yield state
 
@@ -156,11 +177,12 @@ def meta_train(learner: Learner, m, seed: int, folder: str,
   init_fn = functools.partial(init_state, learner, optimizer, jax.random.key(seed))
   state = checkpoints.resume(folder, init_fn, m.init_from)
   if int(state['step']) < m.steps:
-    for state in train(learner, optimizer, state, episode_batch, val_batch(), steps=m.steps,
-                       val_every=m.val_every, log_every=m.log_every,
-                       save=functools.partial(checkpoints.save, folder),
-                       save_every=m.save_every):
-      pass
+    with metric_writers.MetricWriter(folder, 'train', start=int(state['step'])) as writer:
+      for state in train(learner, optimizer, state, episode_batch, val_batch(),
+                         steps=m.steps, val_every=m.val_every, log_every=m.log_every,
+                         save=functools.partial(checkpoints.save, folder),
+                         save_every=m.save_every, writer=writer):
+        pass
   return state['best_params']
 
 

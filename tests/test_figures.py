@@ -174,3 +174,41 @@ def test_write_report_draws_what_the_modality_asks(tmp_path):
             'reconstructions.png'):
     assert os.path.getsize(tmp_path / f) > 0
   assert not [f for f in os.listdir(tmp_path) if 'tmp' in f]
+
+
+def _captured(monkeypatch):
+  """The Figure objects figures.save_figure is given (the PNG is still written)."""
+  shown, real = [], figures.save_figure
+  def keep(path, fig):
+    shown.append(fig)
+    real(path, fig)
+  monkeypatch.setattr(figures, 'save_figure', keep)
+  return shown
+
+
+def test_curves_read_without_the_code(tmp_path, monkeypatch):
+  shown = _captured(monkeypatch)
+  steps = [2 ** i for i in range(13)]
+  curves = {m: {'psnr': np.linspace(10, 30, 13) + i} for i, m in
+            enumerate(('ol', 'modular', 'modular_fim'))}
+  figures.plot_curves(tmp_path / 'c.png', steps, curves, 'psnr', dataset='celeba')
+  ax = shown[0].axes[0]
+  assert ax.get_xscale() == 'log'
+  assert [t.get_text() for t in ax.get_xticklabels()] == [str(s) for s in steps]
+  assert ax.get_xlabel() == 'test-time steps per task'
+  assert ax.get_title() == 'PSNR (dB) on celeba' and ax.get_ylabel() == 'PSNR (dB)'
+  legend = shown[0].legends[0]
+  assert [t.get_text() for t in legend.get_texts()] == ['OL', 'Ours (mod)', 'Ours (MIM)']
+
+
+def test_grid_names_method_metric_unit_and_step(tmp_path, monkeypatch):
+  shown = _captured(monkeypatch)
+  image = np.zeros((4, 4, 3), np.float32)
+  figures.image_grid(tmp_path / 'g.png', image, {'ol': image, 'modular': image},
+                     {'ol': 20.0, 'modular': 25.5}, steps={'ol': 4096, 'modular': 64},
+                     dataset='celeba')
+  axes = shown[0].axes
+  assert [a.get_title() for a in axes] == ['Ground truth', 'OL\nstep 4096',
+                                           'Ours (mod)\nstep 64']
+  assert [a.get_xlabel() for a in axes[1:]] == ['PSNR 20.00 dB', 'PSNR 25.50 dB']
+  assert 'best test-time step (celeba)' in shown[0]._suptitle.get_text()

@@ -19,19 +19,28 @@ from matplotlib.figure import Figure
 from mclnf_jax import files
 from mclnf_jax.errors import UserError
 from mclnf_jax.report.curves import Curves, as_datasets, curve_values
-from mclnf_jax.report.tables import METHOD_GROUPS, METRIC_NAMES, display_name, order_methods
+from mclnf_jax.report.tables import (DEFAULT_DECIMALS, METHOD_GROUPS, METRIC_DECIMALS,
+                                     METRIC_NAMES, display_name, order_methods)
 from mclnf_jax.visuals import Animation, AudioClips, ImageGrid, Visual
 
 GROUND_TRUTH = 'Ground truth'
+METRIC_UNITS = {'psnr': 'dB'}   # metrics not listed have no unit
+STEP_AXIS = 'test-time steps per task'
 LABEL_HEIGHT = 16          # pixels of the name strip above each GIF panel
 _GAP = 2                   # pixels between GIF panels
 
 
-def draw(path_stem: str | os.PathLike, visual: Visual) -> None:
-  """Draws one spec to its files, named `<path_stem><visual.suffix>...`."""
+def draw(path_stem: str | os.PathLike, visual: Visual, metric: str = 'psnr',
+         steps: Mapping[str, int] | None = None, dataset: str = '') -> None:
+  """Draws one spec to its files, named `<path_stem><visual.suffix>...`.
+
+  metric: what an `ImageGrid`'s scores are; steps: method -> the test-time step its
+  reconstruction is from; dataset: named in the grid's title.
+  """
   stem = os.fspath(path_stem) + visual.suffix
   if isinstance(visual, ImageGrid):
-    image_grid(stem + '.png', list(visual.truths), list(visual.recons), list(visual.scores))
+    image_grid(stem + '.png', list(visual.truths), list(visual.recons), list(visual.scores),
+               metric=metric, steps=steps, dataset=dataset)
   elif isinstance(visual, Animation):
     write_gif(stem + '.gif', visual)
   elif isinstance(visual, AudioClips):
@@ -64,12 +73,22 @@ def _method_colors(methods: Sequence[str]) -> dict[str, tuple]:
 # ------------------------------------------------------------------- curves ---
 
 
+def metric_label(metric: str) -> str:
+  """'PSNR (dB)', 'SSIM', ...: the metric's display name and unit."""
+  name = METRIC_NAMES.get(metric, metric)
+  unit = METRIC_UNITS.get(metric)
+  return f'{name} ({unit})' if unit else name
+
+
 def plot_curves(path_png: str | os.PathLike, steps: Sequence[int],
                 curves: Curves | None, metric: str,
-                datasets: Mapping[str, Curves] | None = None) -> None:
-  """Plots metric against log2(step), one line per method (the paper's Fig. 2).
+                datasets: Mapping[str, Curves] | None = None, dataset: str = '') -> None:
+  """Plots metric against test-time steps per task, one line per method (the paper's
+  Fig. 2): a log2 x axis labelled 1, 2, 4, ..., the metric and dataset in the title and
+  a legend of the paper's names below the panels.
 
-  One dataset's `curves` gives one panel; `datasets` gives one panel each.
+  One dataset's `curves` (named `dataset` in the title) gives one panel; `datasets`
+  gives one panel each.
   """
   by_dataset = as_datasets(curves, datasets)
   methods = order_methods([m for c in by_dataset.values() for m in c if metric in c[m]])
@@ -77,29 +96,40 @@ def plot_curves(path_png: str | os.PathLike, steps: Sequence[int],
     raise UserError(f'plot_curves: no method has metric {metric!r}; check the '
                     'metric name against the curve record.')
   colors = _method_colors(methods)
-  x = np.log2(np.asarray(steps, np.float64))
-  fig = Figure(figsize=(4.2 * len(by_dataset) + 1.8, 3.4), dpi=100)
-  axes = fig.subplots(1, len(by_dataset), squeeze=False)[0]
+  x = np.asarray(steps, np.float64)
+  panels = len(by_dataset)
+  fig = Figure(figsize=(max(4.8, 4.2 * panels), 3.9), dpi=110)
+  axes = fig.subplots(1, panels, squeeze=False)[0]
+  handles, labels = [], []
   for ax, (name, c) in zip(axes, by_dataset.items()):
     for m in methods:
       values = curve_values(steps, c, m, metric)
-      if values is not None:
-        ax.plot(x, values, marker='o', markersize=3, color=colors[m],
-                label=display_name(m))
-    ax.set_title(name)
-    ax.set_xlabel('log2(step)')
-    ax.set_ylabel(METRIC_NAMES.get(metric, metric))
+      if values is None:
+        continue
+      line, = ax.plot(x, values, marker='o', markersize=3, color=colors[m],
+                      label=display_name(m))
+      if display_name(m) not in labels:
+        handles.append(line)
+        labels.append(display_name(m))
+    title = name or dataset
+    if panels == 1:
+      title = f'{metric_label(metric)}' + (f' on {title}' if title else '')
+    ax.set_title(title, fontsize='medium')
+    ax.set_xscale('log', base=2)
     ax.set_xticks(x)
-    ax.set_xticklabels([f'{v:g}' for v in x])
+    ax.set_xticklabels([f'{int(s)}' for s in steps],
+                       rotation=45 if len(steps) > 8 else 0, fontsize='small')
+    ax.minorticks_off()
+    ax.set_xlabel(STEP_AXIS)
+    ax.set_ylabel(metric_label(metric))
     ax.grid(alpha=0.3)
-  handles, labels = axes[0].get_legend_handles_labels()
-  for ax in axes[1:]:  # methods absent from the first panel.
-    for h, lab in zip(*ax.get_legend_handles_labels()):
-      if lab not in labels:
-        handles.append(h)
-        labels.append(lab)
-  fig.legend(handles, labels, loc='center right', fontsize='small')
-  fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 1))
+  if panels > 1:
+    fig.suptitle(metric_label(metric), fontsize='medium')
+  ncol = min(len(labels), 4)
+  fig.legend(handles, labels, loc='lower center', ncol=ncol, fontsize='small',
+             frameon=False, handlelength=1.5, columnspacing=1.0)
+  rows = -(-len(labels) // ncol)
+  fig.tight_layout(rect=(0, (0.05 + 0.19 * rows) / fig.get_figheight(), 1, 1))
   save_figure(path_png, fig)
 
 
@@ -110,11 +140,14 @@ def image_grid(path_png: str | os.PathLike,
                ground_truth: np.ndarray | Sequence[np.ndarray],
                recons: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
                psnrs: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
-               ) -> None:
-  """Ground truth then each method's reconstruction, PSNR under each (Fig. 3).
+               metric: str = 'psnr', steps: Mapping[str, int] | None = None,
+               dataset: str = '') -> None:
+  """Ground truth then each method's reconstruction, its score under each (Fig. 3).
 
   Images are [H, W, 3] (or [H, W] / [H, W, 1]) floats in [0, 1]. Pass lists of
-  ground truths, recon dicts and PSNR dicts for several signals, one row each.
+  ground truths, recon dicts and score dicts (`psnrs`: scores of `metric`) for several
+  signals, one row each. steps: method -> the test-time step its reconstruction is from
+  (shown under its name).
   """
   if hasattr(ground_truth, 'shape'):  # one signal (NumPy or JAX array).
     ground_truth, recons = [ground_truth], [recons]
@@ -125,14 +158,26 @@ def image_grid(path_png: str | os.PathLike,
     raise UserError(f'image_grid: {len(ground_truth)} ground truths, {len(recons)} '
                     f'recon dicts and {len(psnrs)} PSNR dicts; give one of each per row.')
   methods = columns([m for r in recons for m in r])
+  steps = steps or {}
   n_rows, n_cols = len(ground_truth), len(methods) + 1
-  fig = Figure(figsize=(1.8 * n_cols, 2.0 * n_rows), dpi=100)
+  fig = Figure(figsize=(max(1.9 * n_cols, 5.0), 2.1 * n_rows + 0.5), dpi=100)
   axes = fig.subplots(n_rows, n_cols, squeeze=False)
+  unit = METRIC_UNITS.get(metric, '')
+  decimals = METRIC_DECIMALS.get(metric, DEFAULT_DECIMALS)
   for i, (gt, rec, ps) in enumerate(zip(ground_truth, recons, psnrs)):
     _show(axes[i, 0], gt, GROUND_TRUTH if i == 0 else '', '')
     for j, m in enumerate(methods, start=1):
-      label = f'{ps[m]:.2f}' if m in ps and not math.isnan(ps[m]) else ''
-      _show(axes[i, j], rec.get(m), display_name(m) if i == 0 else '', label)
+      label = ''
+      if m in ps and not math.isnan(ps[m]):
+        label = f'{METRIC_NAMES.get(metric, metric)} {ps[m]:.{decimals}f}'
+        label += f' {unit}' if unit else ''
+      title = ''
+      if i == 0:
+        title = display_name(m) + (f'\nstep {steps[m]}' if m in steps else '')
+      _show(axes[i, j], rec.get(m), title, label)
+  what = 'at each method\'s best test-time step' if steps else 'after test-time optimisation'
+  fig.suptitle(f'Reconstructions {what}' + (f' ({dataset})' if dataset else '') +
+               f'; {metric_label(metric)} under each', fontsize='medium')
   fig.tight_layout()
   save_figure(path_png, fig)
 

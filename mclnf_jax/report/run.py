@@ -46,20 +46,43 @@ def write_report(workdir: str, modality: Modality, results: dict[str, dict], sho
   curves = {name: {k: np.asarray(v) for k, v in r['curves'].items()}
             for name, r in results.items()}
   metrics = sorted({k for c in curves.values() for k in c})
+  dataset = dataset_name(results)
+  notes = {name: test_time_rule(r) for name, r in results.items()}
   for metric in metrics:
-    write_table(os.path.join(workdir, f'table_{metric}'), steps, curves, metric)
-    figures.plot_curves(os.path.join(workdir, f'curves_{metric}.png'), steps, curves, metric)
+    write_table(os.path.join(workdir, f'table_{metric}'), steps, curves, metric, notes=notes)
+    figures.plot_curves(os.path.join(workdir, f'curves_{metric}.png'), steps, curves, metric,
+                        dataset=dataset)
   write_curves_csv(os.path.join(workdir, 'curves.csv'), steps, curves)
   main_metric = metrics[0] if 'psnr' not in metrics else 'psnr'
   truths = [np.asarray(modality.to_signal(y)) for y in shown.query_y]
-  recons, scores = [{} for _ in truths], [{} for _ in truths]
+  recons, scores, best_steps = [{} for _ in truths], [{} for _ in truths], {}
   for name, r in results.items():
     with np.load(os.path.join(workdir, 'results', f'{name}.npz')) as npz:
       recon = npz['recon']
     best = int(np.nanargmax(r['curves'][main_metric]))
+    best_steps[name] = int(steps[best])
     for i in range(len(truths)):
       recons[i][name] = recon[i, best]
       scores[i][name] = r['per_signal'][main_metric][i][best]
   if truths:
     for visual in modality.visuals(truths, recons, scores):
-      figures.draw(os.path.join(workdir, 'reconstructions'), visual)
+      figures.draw(os.path.join(workdir, 'reconstructions'), visual, metric=main_metric,
+                   steps=best_steps, dataset=dataset)
+
+
+def dataset_name(results: dict[str, dict]) -> str:
+  """The dataset the results are of (config `data.name`, as their identity holds it), or
+  '' when they do not say."""
+  for r in results.values():
+    data = r.get('identity', {}).get('data', {})
+    if isinstance(data, dict) and data.get('name'):
+      return str(data['name'])
+  return ''
+
+
+def test_time_rule(result: dict) -> str:
+  """How a result's learner adapted at test time, e.g. 'adam 0.001' or 'Meta-SGD'."""
+  method = next(iter(result.get('identity', {}).get('methods', {}).values()), {})
+  if method.get('meta_sgd'):
+    return 'Meta-SGD'
+  return f"{method.get('tto_opt', '?')} {method.get('tto_lr', float('nan')):g}"
