@@ -15,6 +15,11 @@ and 1 - acc is the transmittance past `far` (empty space shows the background).
 NeRF instead gives the last sample an infinite interval (`last_delta=1e10` here),
 which with a softplus density would make the last sample always opaque.
 
+Stratified samples are jittered by a PRNG key, or by a seed per ray (`jitter`): each
+ray's offsets are then a hash of its own seed (`hash_uniform`), so they depend on nothing
+else (not on the batch the ray is rendered in), and a training batch whose draw fixes
+the seeds renders the same on every rerun, in a scan or a fori_loop alike.
+
 Rays may have any non-zero direction length; t is measured in units of it and
 the intervals are scaled by |d| (NeRF's `dists * norm(rays_d)`), so with unit
 directions t and depth are Euclidean distances.
@@ -32,12 +37,44 @@ RenderFn = Callable[[jax.Array, jax.Array], dict[str, jax.Array]]
 _PDF_PADDING = 1e-5
 
 
+_GOLDEN = 0x9E3779B9
+
+
+def mix32(h: jax.Array) -> jax.Array:
+  """MurmurHash3's 32-bit finaliser: a bijection of uint32 with full avalanche."""
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x85EBCA6B)
+  h = h ^ (h >> 13)
+  h = h * jnp.uint32(0xC2B2AE35)
+  return h ^ (h >> 16)
+
+
+def to_unit(h: jax.Array) -> jax.Array:
+  """uint32 hashes -> float32 in [0, 1) (their top 24 bits)."""
+  return (h >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+
+
+def hash_uniform(seeds: jax.Array, n: int, salt: int = 0) -> jax.Array:
+  """Seeds [R] (float32 or uint32) -> [R, n] uniforms in [0, 1), a pure function of
+  (seed, salt, column)."""
+  bits = seeds if seeds.dtype == jnp.uint32 else jax.lax.bitcast_convert_type(
+      seeds.astype(jnp.float32), jnp.uint32)
+  base = mix32(bits ^ jnp.uint32((salt * _GOLDEN + 0x68E31DA4) & 0xFFFFFFFF))
+  cols = jnp.arange(n, dtype=jnp.uint32) * jnp.uint32(_GOLDEN)
+  return to_unit(mix32(base[:, None] + cols[None]))
+
+
 def sample_along_rays(key: jax.Array | None, num_rays: int, num_samples: int,
-                      near: float, far: float, stratified: bool) -> jax.Array:
-  """t [R, S]: one sample per equal bin of [near, far], jittered or at the centre."""
+                      near: float, far: float, stratified: bool,
+                      jitter: jax.Array | None = None) -> jax.Array:
+  """t [R, S]: one sample per equal bin of [near, far], jittered or at the centre.
+
+  jitter: a seed per ray [R]; with stratified=True it replaces key (see module doc)."""
   edges = jnp.linspace(near, far, num_samples + 1)                   # [S + 1]
   lo, hi = edges[:-1], edges[1:]                                     # [S]
-  if stratified:  # NeRF eq. 2: t_i ~ U[lo_i, hi_i]
+  if stratified and jitter is not None:
+    u = hash_uniform(jitter, num_samples, salt=0)
+  elif stratified:  # NeRF eq. 2: t_i ~ U[lo_i, hi_i]
     u = jax.random.uniform(key, (num_rays, num_samples))
   else:
     u = jnp.full((num_rays, num_samples), 0.5)
@@ -93,7 +130,7 @@ def _composite(rgb: jax.Array, sigma: jax.Array, t: jax.Array, directions: jax.A
 
 def sample_pdf(key: jax.Array | None, t: jax.Array, weights: jax.Array,
                near: float, far: float, num_samples: int,
-               stratified: bool) -> jax.Array:
+               stratified: bool, jitter: jax.Array | None = None) -> jax.Array:
   """Inverse-CDF samples [R, num_samples] from piecewise-constant weights (NeRF 5.2).
 
   The pdf is constant over each coarse sample's interval (the same intervals as the
@@ -111,11 +148,13 @@ def sample_pdf(key: jax.Array | None, t: jax.Array, weights: jax.Array,
   cdf = jnp.concatenate([jnp.zeros_like(cdf[..., :1]), cdf], -1)     # [R, S + 1]
   cdf = cdf.at[..., -1].set(1.0)
   r = t.shape[0]
-  if stratified:
-    jitter = jax.random.uniform(key, (r, num_samples))
+  if stratified and jitter is not None:   # per-ray seeds (see module doc)
+    offsets = hash_uniform(jitter, num_samples, salt=1)
+  elif stratified:
+    offsets = jax.random.uniform(key, (r, num_samples))
   else:
-    jitter = jnp.full((r, num_samples), 0.5)
-  u = (jnp.arange(num_samples) + jitter) / num_samples              # [R, N] in (0, 1)
+    offsets = jnp.full((r, num_samples), 0.5)
+  u = (jnp.arange(num_samples) + offsets) / num_samples             # [R, N] in (0, 1)
   idx = jax.vmap(lambda c, x: jnp.searchsorted(c, x, side='right'))(cdf, u)
   idx = jnp.clip(idx, 1, edges.shape[-1] - 1)                        # [R, N]
   take = lambda a, i: jnp.take_along_axis(a, i, axis=-1)
@@ -129,24 +168,27 @@ def render_rays(apply_fn: ApplyFn, params: Any, origins: jax.Array,
                 directions: jax.Array, key: jax.Array | None, *, near: float,
                 far: float, num_samples: int, background: jax.Array,
                 stratified: bool, hierarchical_samples: int = 0,
-                last_delta: float | None = None) -> dict[str, jax.Array]:
+                last_delta: float | None = None,
+                jitter: jax.Array | None = None) -> dict[str, jax.Array]:
   """Renders rays origins, directions [R, 3]: dict(rgb [R, 3], depth [R], acc [R]).
 
-  key may be None when stratified is False. With hierarchical_samples > 0 the coarse
+  key may be None when stratified is False, or when `jitter` (a seed per ray [R], any
+  float32 or uint32 values) gives each ray its own stratification offsets. With hierarchical_samples > 0 the coarse
   weights pick that many more samples by inverse CDF; all samples are queried with
   the same apply_fn (one field, as the paper's experts) and the coarse result is
   returned too under 'rgb_coarse', 'depth_coarse', 'acc_coarse'.
   """
   background = jnp.broadcast_to(jnp.asarray(background, origins.dtype), (3,))
-  key_coarse, key_fine = (jax.random.split(key) if stratified else (None, None))
+  keyed = stratified and jitter is None
+  key_coarse, key_fine = (jax.random.split(key) if keyed else (None, None))
   t = sample_along_rays(key_coarse, origins.shape[0], num_samples, near, far,
-                        stratified)                                  # [R, S]
+                        stratified, jitter)                          # [R, S]
   rgb, sigma = _query(apply_fn, params, origins, directions, t)
   out = _composite(rgb, sigma, t, directions, near, far, background, last_delta)
   if hierarchical_samples <= 0:
     return {k: out[k] for k in ('rgb', 'depth', 'acc')}
   t_fine = sample_pdf(key_fine, t, out['weights'], near, far, hierarchical_samples,
-                      stratified)
+                      stratified, jitter)
   t_all = jnp.sort(jnp.concatenate([jax.lax.stop_gradient(t), t_fine], -1))
   rgb, sigma = _query(apply_fn, params, origins, directions, t_all)
   fine = _composite(rgb, sigma, t_all, directions, near, far, background, last_delta)

@@ -212,16 +212,3 @@ def test_default_dataset_renders_fast():
                                        views_per_cell=8, heldout_views_per_cell=2)
   assert time.perf_counter() - start < 10.0
   assert train[0].images.shape == (32, 32, 32, 3)
-
-
-def test_meta_test_blocks_draw_their_own_number_of_context_rays(dataset):
-  from mclnf_jax.tasks.scene import SceneSignal, SceneTasks
-  train, test, heldout = dataset
-  tasks = SceneTasks(grid=(2, 2), bounds=tuple(train[0].bounds), near=train[0].near,
-                     far=train[0].far, image_shape=(16, 16), query_views=4, rays_per_task=8,
-                     tto_rays_per_task=24)
-  meta_train = tasks.episode(SceneSignal(train[0], None))
-  meta_test = tasks.episode(SceneSignal(test[0], heldout[0]))
-  assert meta_train.context_x.shape == (4, 8, 6) and meta_test.context_x.shape == (4, 24, 6)
-  same = dataclasses.replace(tasks, tto_rays_per_task=0).episode(SceneSignal(test[0], heldout[0]))
-  assert same.context_x.shape == (4, 8, 6)

@@ -1,5 +1,7 @@
 """Scene predictions: rendering whole views in chunks equals rendering them at once, and
-the chunks run as one loop (the field is traced once, not once per chunk)."""
+the chunks run as one loop (the field is traced once, not once per chunk); drawn
+training rays (with a jitter seed column) chunk alike. (Pools, draws and the learners'
+use of them: tests/test_fresh_rays.py.)"""
 import chex
 import jax
 import jax.numpy as jnp
@@ -34,3 +36,15 @@ def test_chunked_prediction_equals_one_pass_and_compiles_the_chunk_once():
   out = chunked(params, rays(35))                 # 5 chunks of 8 rays, the last padded
   np.testing.assert_allclose(chunked(params, rays(35)), whole, atol=1e-6)
   assert out.shape == (35, 3)
+
+
+def test_drawn_training_rays_render_alike_in_chunks_and_at_once():
+  params = {'w': jax.random.normal(jax.random.key(0), (6, 4))}
+  field = lambda p, points: jnp.tanh(points @ p['w'])
+  tasks = scene_tasks(4096)
+  drawn, _ = tasks.draw(rays(35), jnp.zeros((35, 3)), 2, 35)
+  assert drawn.shape == (35, 7)
+  whole = jax.jit(tasks.predictor(field))(params, drawn)
+  chunked = jax.jit(scene_tasks(8).predictor(field))(params, drawn)
+  np.testing.assert_allclose(chunked, whole, atol=1e-6)
+  assert not np.allclose(whole, jax.jit(tasks.predictor(field))(params, rays(35)))

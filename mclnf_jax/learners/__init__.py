@@ -88,7 +88,8 @@ def build_setup(config: ml_collections.ConfigDict, name: str, spec: TaskSpec) ->
                tto_opt=make_optimizer(m.tto_opt, m.tto_lr),
                inner_opt=make_optimizer(m.inner_opt, m.inner_lr),
                inner_steps=config.meta.inner_steps, first_order=config.meta.first_order,
-               method=m)
+               method=m, batch=spec.batch, tto_batch=spec.tto_batch, query=spec.query,
+               draw=spec.draw)
 
 
 def build(config: ml_collections.ConfigDict, name: str, spec: TaskSpec) -> Learner:

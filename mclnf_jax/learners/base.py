@@ -12,6 +12,13 @@ A learner is a bundle of pure functions (like `optax.GradientTransformation`):
 
 `steps` may be a Python int (a differentiable `lax.scan`, used by meta-training) or a
 traced integer (a `fori_loop`, used by evaluation so one compile serves every step count).
+
+Batches: a task's context set is either fitted whole at every step (grids: `FULL`) or
+is a pool from which step k fits the k-th batch, `draw(pool_x, pool_y, k, size)`
+(scenes: fresh rays every step). The draw is a pure function of the pool (fixed per
+seed, signal and task) and k, so a rerun, a scan and a fori_loop all fit the same
+batches; resumable learners keep k in their state so chained calls continue the
+sequence.
 """
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -20,7 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from mclnf_jax.errors import UserError
-from mclnf_jax.types import ApplyFn, Episode, LossFn, Params, State
+from mclnf_jax.types import ApplyFn, DrawFn, Episode, LossFn, Params, State
 
 
 class Learner(NamedTuple):
@@ -68,6 +75,23 @@ def learned_sgd(rates: Any = None) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
+class Batches(NamedTuple):
+  """How an inner loop picks each step's data from a task's context set."""
+  size: int = 0                    # rows per step; 0: the whole context set (full batch)
+  draw: Optional[DrawFn] = None    # draw(pool_x, pool_y, index, size) -> (x, y)
+
+
+FULL = Batches()
+QUERY = -1    # the draw index of the meta-loss's query set (the pool's last rows)
+
+
+def batch_at(batches: Batches, x: jax.Array, y: jax.Array, index: Any):
+  """The index-th batch of a task's context set (x, y); the whole set with full batches."""
+  if not batches.size:
+    return x, y
+  return batches.draw(x, y, index, batches.size)
+
+
 def run_steps(step_fn: Callable[[Any], Any], carry: Any, steps: Any) -> Any:
   """Applies step_fn `steps` times.
 
@@ -80,22 +104,39 @@ def run_steps(step_fn: Callable[[Any], Any], carry: Any, steps: Any) -> Any:
   return jax.lax.fori_loop(0, steps, lambda _, c: step_fn(c), carry)
 
 
+def run_batched(step_fn: Callable[[Any, jax.Array, jax.Array], Any], carry: Any,
+                x: jax.Array, y: jax.Array, steps: Any, batches: Batches = FULL,
+                start: Any = 0) -> Any:
+  """Applies step_fn(carry, x_k, y_k) for k = start .. start + steps - 1, (x_k, y_k) the
+  k-th batch of (x, y) (with full batches, (x, y) itself at every step)."""
+  if not batches.size:
+    return run_steps(lambda c: step_fn(c, x, y), carry, steps)
+
+  def step(c):
+    inner, k = c
+    bx, by = batches.draw(x, y, k, batches.size)
+    return step_fn(inner, bx, by), k + 1
+  return run_steps(step, (carry, jnp.asarray(start, jnp.int32)), steps)[0]
+
+
 def fit(loss: LossFn, apply_fn: ApplyFn, optimizer: optax.GradientTransformation,
         params: Params, opt_state: Any, x: jax.Array, y: jax.Array, steps: Any,
-        *, first_order: bool = False) -> tuple[Params, Any]:
-  """`steps` full-batch optimiser steps of `loss` on (x, y).
+        *, first_order: bool = False, batches: Batches = FULL,
+        start: Any = 0) -> tuple[Params, Any]:
+  """`steps` optimiser steps of `loss` on (x, y): on all of it at every step (full
+  batch, the default), or on batches start, start + 1, ... drawn from it (`batches`).
 
   first_order=True stops gradients through the inner gradients (FOMAML): the
   meta-gradient then treats each inner update as a constant shift.
   """
-  def step(carry):
+  def step(carry, x, y):
     params, opt_state = carry
     grads = jax.grad(lambda p: loss(apply_fn, p, x, y))(params)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
-  return run_steps(step, (params, opt_state), steps)
+  return run_batched(step, (params, opt_state), x, y, steps, batches, start)
 
 
 def over_tasks(task_fn: Callable[[State, jax.Array, jax.Array, jax.Array], State],
@@ -115,8 +156,41 @@ def whole_signal(episode: Episode) -> tuple[jax.Array, jax.Array]:
   return x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])
 
 
+def whole_signal_batches(episode: Episode, batches: Batches):
+  """(x, y, batches) for offline learners: with full batches the whole signal at every
+  step ([T*m, d]); else the task pools [T, M, d] and a draw of `size` rows of every task
+  per step (batch k of each task, [T*size, d]), as many rows as T tasks' steps fit."""
+  if not batches.size:
+    return (*whole_signal(episode), batches)
+  each = jax.vmap(batches.draw, in_axes=(0, 0, None, None))
+  flat = lambda a: a.reshape(-1, a.shape[-1])
+
+  def draw(px, py, index, size):
+    bx, by = each(px, py, index, size)
+    return flat(bx), flat(by)
+  return episode.context_x, episode.context_y, Batches(batches.size, draw)
+
+
+def query_sets(episode: Episode, size: int, draw: Optional[DrawFn],
+               fitted: int = 0) -> tuple[jax.Array, jax.Array]:
+  """Each task's meta-loss query set [T, q, d]: the task's whole context set with full
+  batches (grids), else `size` rows drawn apart from the inner loop's (draw index
+  `QUERY`, the last rows of each pool). fitted: rows the inner loop fits per task
+  (steps x batch); a pool too small to keep the two apart is refused."""
+  if not size:
+    return episode.context_x, episode.context_y
+  pool = episode.context_x.shape[1]
+  if fitted + size > pool:
+    raise UserError(f'a pool of {pool} rows per task cannot hold the inner loop\'s '
+                    f'{fitted} rows and {size} separate query rows: raise scene.pool_rays '
+                    'or lower rays_per_task, meta.inner_steps or scene.query_rays_per_task')
+  return jax.vmap(draw, in_axes=(0, 0, None, None))(
+      episode.context_x, episode.context_y, jnp.int32(QUERY), size)
+
+
 def mean_task_loss(loss: LossFn, apply_fn: ApplyFn, params: Params, episode: Episode):
-  """(1/t) sum_i L_i with one set of params for every task (eq. 1)."""
+  """(1/t) sum_i L_i with one set of params for every task (eq. 1), on each task's
+  context set (pass an episode holding the query sets for the meta-loss)."""
   per_task = jax.vmap(lambda x, y: loss(apply_fn, params, x, y))(
       episode.context_x, episode.context_y)
   return per_task.mean()

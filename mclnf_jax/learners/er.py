@@ -1,10 +1,11 @@
 """ER (Rolnick et al., 2019): CL plus replay of earlier tasks' samples.
 
 One network learns the tasks in order, k steps each (as CL); every step's batch is the
-whole current task plus samples drawn from a reservoir buffer, so that a fraction
-`replay_ratio` of the batch comes from the buffer. A task's samples are offered to the
-buffer only when that task is finished, so the buffer only ever holds earlier tasks'
-samples; while it is empty (the first task) there is no replay and ER equals CL.
+current task's batch (the whole task for grids, fresh rays for scenes) plus samples
+drawn from a reservoir buffer, so that a fraction `replay_ratio` of the batch comes from
+the buffer. A task's samples (for scenes, its whole ray pool) are offered to the buffer
+only when that task is finished, so the buffer only ever holds earlier tasks' samples;
+while it is empty (the first task) there is no replay and ER equals CL.
 
 The buffer is part of the state: fixed-size arrays, the number of samples offered so
 far and a PRNG key, so adaptation stays one jittable function with fixed shapes.
@@ -81,6 +82,15 @@ def replay_count(m: int, ratio: float) -> int:
   return int(round(m * ratio / (1.0 - ratio)))
 
 
+def replay_batch(batches: base.Batches):
+  """(rx, ry, k) -> replayed samples as the step's batch shows them: unchanged with full
+  batches; else passed through the modality's draw (in order, at draw index k), so
+  replayed rays get the same extra columns (scenes: a jitter seed) as the current batch."""
+  if not batches.size:
+    return lambda rx, ry, k: (rx, ry)
+  return lambda rx, ry, k: batches.draw(rx, ry, k, rx.shape[0])
+
+
 def opt_step(optimizer: optax.GradientTransformation, loss_of_params, params, opt_state):
   """One optimiser step on loss_of_params(params) -> scalar."""
   grads = jax.grad(loss_of_params)(params)
@@ -130,24 +140,28 @@ def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float
   """CL with a reservoir replay buffer mixed into every step."""
   check_replay(name, buffer_size, replay_ratio)
   opt = s.tto_opt
+  batches = s.tto_batches
+  replayed = replay_batch(batches)
 
   def task_fn(state, x, y, steps, task_key):
-    n = replay_count(x.shape[0], replay_ratio)
+    n = replay_count(batches.size or x.shape[0], replay_ratio)
     buffer = state['buffer']
 
-    def step(carry):
-      params, opt_state, key = carry
+    def step(carry, bx, by):
+      params, opt_state, key, k = carry
       key, sub = jax.random.split(key)
       if n == 0:
-        loss = lambda p: s.loss(s.apply, p, x, y)
+        loss = lambda p: s.loss(s.apply, p, bx, by)
       else:
         rx, ry, active = sample_replay(buffer, sub, n, x, y)
+        rx, ry = replayed(rx, ry, k)
         w = jnp.where(active, replay_ratio, 0.0)   # mean over the mixed batch
-        loss = lambda p: (1 - w) * s.loss(s.apply, p, x, y) + w * s.loss(s.apply, p, rx, ry)
-      return (*opt_step(opt, loss, params, opt_state), key)
+        loss = lambda p: (1 - w) * s.loss(s.apply, p, bx, by) + w * s.loss(s.apply, p, rx, ry)
+      return (*opt_step(opt, loss, params, opt_state), key, k + 1)
 
-    params, opt_state, _ = base.run_steps(step, (state['params'], state['opt'], task_key),
-                                          steps)
+    params, opt_state, _, _ = base.run_batched(
+        step, (state['params'], state['opt'], task_key, jnp.zeros((), jnp.int32)), x, y,
+        steps, batches)
     return {**state, 'params': params, 'opt': opt_state}
 
   return base.Learner(

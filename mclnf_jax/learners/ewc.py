@@ -4,7 +4,8 @@ While learning task t the loss is L_t(theta) + (lambda/2) sum_j F_j (theta_j - t
 with F the diagonal empirical Fisher (`fisher.diag_fisher`) summed over the finished
 tasks, each taken at the params where its task ended, and theta* the params at the end
 of the previous task (one anchor, as online EWC; with one earlier task both readings
-agree). On the first task F = 0, so EWC equals CL there.
+agree). On the first task F = 0, so EWC equals CL there. Where tasks are fitted in
+batches (scenes), F is taken on one more batch of the task, drawn after its last step.
 """
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,7 @@ def ewc_learner(name: str, s: Setup, *, ewc_lambda: float) -> base.Learner:
   if ewc_lambda < 0:
     raise UserError(f'config.methods.{name}.ewc_lambda={ewc_lambda} must be >= 0')
   opt = s.tto_opt
+  batches = s.tto_batches
 
   def start(params):
     return {'params': params, 'opt': opt.init(params),
@@ -37,8 +39,9 @@ def ewc_learner(name: str, s: Setup, *, ewc_lambda: float) -> base.Learner:
       loss = lambda apply_fn, p, xs, ys: (s.loss(apply_fn, p, xs, ys)
                                           + penalty(p, f, anchor, ewc_lambda))
       params, opt_state = base.fit(loss, s.apply, opt, state['params'], state['opt'],
-                                   x, y, steps)
-      f = jax.tree_util.tree_map(jnp.add, f, fisher.diag_fisher(s.apply, params, x, y))
+                                   x, y, steps, batches=batches)
+      fx, fy = base.batch_at(batches, x, y, steps)   # the task (grids), a fresh batch (scenes)
+      f = jax.tree_util.tree_map(jnp.add, f, fisher.diag_fisher(s.apply, params, fx, fy))
       return {'params': params, 'opt': opt_state, 'fisher': f, 'anchor': params}
     return base.over_tasks(task, state, episode)
 

@@ -4,7 +4,10 @@ One network learns the tasks in order, k steps each. While learning task t > 0 t
 adds lambda * mean Charbonnier(f(x_r) - f_prev(x_r)) (eps 1e-3) on `replay_size` inputs
 x_r drawn from earlier tasks' inputs (rays for scenes), with pseudo-labels f_prev(x_r)
 rendered by the model as it was when task t began. Only inputs are replayed, never the
-earlier targets, which is what sets MEIL-NeRF apart from ER.
+earlier targets, which is what sets MEIL-NeRF apart from ER. The current task is fitted
+in batches where the modality draws them (fresh rays for scenes); replayed inputs come
+from earlier tasks' whole pools and are rendered at midpoint samples (teacher and
+student alike).
 """
 import jax
 import jax.numpy as jnp
@@ -35,6 +38,7 @@ def meil_nerf_learner(name: str, s: Setup, *, replay_size: int, replay_lambda: f
     raise UserError(f'config.methods.{name}: replay_size={replay_size} must be >= 1 and '
                     f'replay_lambda={replay_lambda} >= 0')
   opt = s.tto_opt
+  batches = s.tto_batches
 
   def adapt(state, episode, steps):
     def task(state, x, y, t):
@@ -44,7 +48,7 @@ def meil_nerf_learner(name: str, s: Setup, *, replay_size: int, replay_lambda: f
       loss = lambda apply_fn, p, xs, ys: (s.loss(apply_fn, p, xs, ys)
                                           + lam * charbonnier(apply_fn(p, x_replay) - labels))
       params, opt_state = base.fit(loss, s.apply, opt, state['params'], state['opt'],
-                                   x, y, steps)
+                                   x, y, steps, batches=batches)
       return {'params': params, 'opt': opt_state}
     return base.over_tasks(task, state, episode)
 

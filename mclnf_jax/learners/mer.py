@@ -7,7 +7,8 @@ the s batches theta <- theta_0 + gamma (theta - theta_0). The sequential steps a
 make Reptile reward gradient alignment between old and new samples.
 
 Our jittable version for neural fields, where a task is a set of coordinates:
-* the "incoming example" is the whole current task: one MER step is one step on it;
+* the "incoming example" is the current task's batch (the whole task for grids, fresh
+  rays for scenes): one MER step is one step on it;
 * a batch is two chunks trained in sequence with the test-time optimiser (lr alpha =
   tto_lr): first n buffer samples (n from `replay_ratio` as in ER, drawn afresh for
   each batch), then the current task. While the buffer is empty (the first task) the
@@ -19,6 +20,7 @@ With beta = gamma = 1 and one batch, a MER step is two plain optimiser steps (re
 chunk, then current task), and one plain step while the buffer is empty.
 """
 import jax
+import jax.numpy as jnp
 
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners import base, er
@@ -37,31 +39,37 @@ def mer_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float, b
     raise UserError(f'config.methods.{name}.batches_per_step={batches_per_step} must be '
                     'positive')
   opt = s.tto_opt
+  batches = s.tto_batches
+  replayed = er.replay_batch(batches)
 
   def task_fn(state, x, y, steps, task_key):
-    n = er.replay_count(x.shape[0], replay_ratio)
+    n = er.replay_count(batches.size or x.shape[0], replay_ratio)
     buffer = state['buffer']
-    current_loss = lambda p: s.loss(s.apply, p, x, y)
 
-    def one_batch(carry, key):
-      params, opt_state = carry
-      start = params
-      if n > 0:   # replay chunk first, skipped while the buffer is empty
-        rx, ry, active = er.sample_replay(buffer, key, n, x, y)
-        replayed = er.opt_step(opt, lambda p: s.loss(s.apply, p, rx, ry), params, opt_state)
-        params, opt_state = er.tree_where(active, replayed, (params, opt_state))
-      params, opt_state = er.opt_step(opt, current_loss, params, opt_state)
-      return (interpolate(start, params, beta), opt_state), None   # within-batch
+    def step(carry, bx, by):
+      params, opt_state, key, k = carry
+      current_loss = lambda p: s.loss(s.apply, p, bx, by)
 
-    def step(carry):
-      params, opt_state, key = carry
+      def one_batch(carry, key):
+        params, opt_state = carry
+        start = params
+        if n > 0:   # replay chunk first, skipped while the buffer is empty
+          rx, ry, active = er.sample_replay(buffer, key, n, x, y)
+          rx, ry = replayed(rx, ry, k)
+          replay_step = er.opt_step(opt, lambda p: s.loss(s.apply, p, rx, ry), params,
+                                    opt_state)
+          params, opt_state = er.tree_where(active, replay_step, (params, opt_state))
+        params, opt_state = er.opt_step(opt, current_loss, params, opt_state)
+        return (interpolate(start, params, beta), opt_state), None   # within-batch
+
       key, sub = jax.random.split(key)
       batch_keys = jax.random.split(sub, batches_per_step)
       (end, opt_state), _ = jax.lax.scan(one_batch, (params, opt_state), batch_keys)
-      return interpolate(params, end, gamma), opt_state, key        # across batches
+      return interpolate(params, end, gamma), opt_state, key, k + 1  # across batches
 
-    params, opt_state, _ = base.run_steps(step, (state['params'], state['opt'], task_key),
-                                          steps)
+    params, opt_state, _, _ = base.run_batched(
+        step, (state['params'], state['opt'], task_key, jnp.zeros((), jnp.int32)), x, y,
+        steps, batches)
     return {**state, 'params': params, 'opt': opt_state}
 
   return base.Learner(

@@ -58,13 +58,13 @@ def oml_learner(name: str, s: Setup, *, rln_layers: int) -> base.Learner:
       return {'rln': rln, 'pln': pln, 'opt': opt.init(pln)}
     return start
 
-  def adapt_with(opt, first_order=False):
+  def adapt_with(opt, batches, first_order=False):
     def adapt(state, episode, steps):
       apply_pln = lambda pln, x: s.apply({**state['rln'], **pln}, x)
 
       def task(carry, x, y, t):
         pln, opt_state = base.fit(s.loss, apply_pln, opt, carry['pln'], carry['opt'], x, y,
-                                  steps, first_order=first_order)
+                                  steps, first_order=first_order, batches=batches)
         return {'pln': pln, 'opt': opt_state}
       inner = base.over_tasks(task, {'pln': state['pln'], 'opt': state['opt']}, episode)
       return {**state, **inner}
@@ -73,16 +73,17 @@ def oml_learner(name: str, s: Setup, *, rln_layers: int) -> base.Learner:
   def meta_loss(meta_params, episode):
     opt = s.inner_for(meta_params)
     state = start_with(opt)(s.params_of(meta_params))
-    state = adapt_with(opt, s.first_order)(state, episode, s.inner_steps)
+    state = adapt_with(opt, s.inner_batches, s.first_order)(state, episode, s.inner_steps)
     params = full(state)
-    loss = base.mean_task_loss(s.loss, s.apply, params, episode)
-    pred = jax.vmap(s.apply, in_axes=(None, 0))(params, episode.context_x)
-    return loss, {'mse': ((pred - episode.context_y) ** 2).mean()}
+    query = s.queries(episode)    # grids: the tasks themselves; scenes: unfitted rays
+    loss = base.mean_task_loss(s.loss, s.apply, params, query)
+    pred = jax.vmap(s.apply, in_axes=(None, 0))(params, query.context_x)
+    return loss, {'mse': ((pred - query.context_y) ** 2).mean()}
 
   return base.Learner(
       name=name, meta_learned=True, resumable=False, init=s.meta_init,
       start=lambda meta: start_with(s.tto_for(meta))(s.params_of(meta)),
-      adapt=adapt_with(s.tto_for()),
+      adapt=adapt_with(s.tto_for(), s.tto_batches),
       predict=lambda state, x: s.apply(full(state), x), meta_loss=meta_loss)
 
 

@@ -4,9 +4,12 @@ Meta-learned learners ask the setup for their meta-params and optimisers through
 `meta_init`, `params_of`, `inner_for` and `tto_for`, so Meta-SGD (learned inner rates,
 `method.meta_sgd`) is one switch here rather than a change to every learner: its
 meta-params are {'init': field params, 'log_lr': a log rate per tensor or parameter}.
+Likewise the batches of the inner loop (`inner_batches`, `tto_batches`) and the
+meta-loss's query sets (`queries`) come from here, filled in from the TaskSpec: full
+batches for grids, fresh rays every step for scenes.
 """
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +17,8 @@ import ml_collections
 import optax
 
 from mclnf_jax.fields import Field
-from mclnf_jax.learners.base import learned_sgd
-from mclnf_jax.types import ApplyFn, LossFn, Params
+from mclnf_jax.learners.base import Batches, learned_sgd, query_sets
+from mclnf_jax.types import ApplyFn, DrawFn, Episode, LossFn, Params
 
 
 class Setup(NamedTuple):
@@ -29,6 +32,30 @@ class Setup(NamedTuple):
   inner_steps: int                        # inner steps per task during meta-training
   first_order: bool                       # first-order meta-gradient (FOMAML)
   method: ml_collections.ConfigDict       # config.methods.<name>: the learner's own keys
+  batch: int = 0                          # TaskSpec.batch: rows per inner step (0: all)
+  tto_batch: int = 0                      # TaskSpec.tto_batch: rows per test-time step
+  query: int = 0                          # TaskSpec.query: meta-loss query rows per task
+  draw: Optional[DrawFn] = None           # TaskSpec.draw
+
+  @property
+  def inner_batches(self) -> Batches:
+    """What each inner step of meta-training fits."""
+    return Batches(self.batch, self.draw)
+
+  @property
+  def tto_batches(self) -> Batches:
+    """What each test-time step fits."""
+    return Batches(self.tto_batch or self.batch, self.draw) if self.batch else Batches()
+
+  def queries(self, episode: Episode) -> Episode:
+    """The episode with each task's context set replaced by its meta-loss query set:
+    the same context for full batches (grids), else rays drawn apart from the
+    `inner_steps` batches the inner loop fits."""
+    if not self.batch:
+      return episode
+    x, y = query_sets(episode, self.query or self.batch, self.draw,
+                      fitted=self.inner_steps * self.batch)
+    return episode._replace(context_x=x, context_y=y)
 
   @property
   def apply(self) -> ApplyFn:

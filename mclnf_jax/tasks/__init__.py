@@ -54,7 +54,12 @@ class Modality(Protocol):
 
 
 def task_spec(modality: Modality) -> TaskSpec:
-  """What a learner needs of a modality, as plain numbers and functions."""
+  """What a learner needs of a modality, as plain numbers and functions.
+
+  A modality whose context sets are pools to draw batches from (scenes) has a
+  `batching()` giving TaskSpec's batch, tto_batch, query and draw; without it every
+  step fits a task's whole context set (full batch, grids)."""
+  batching = getattr(modality, 'batching', None)
   return TaskSpec(in_dim=modality.in_dim, out_dim=modality.out_dim,
                   num_tasks=modality.num_tasks, predictor=modality.predictor,
-                  route=modality.route)
+                  route=modality.route, **(batching() if batching is not None else {}))

@@ -75,5 +75,7 @@ def _scene_tasks(config: ml_collections.ConfigDict) -> SceneTasks:
   return SceneTasks(grid=grid, bounds=tuple(first.bounds), near=first.near, far=first.far,
                     image_shape=(first.height, first.width), query_views=s.heldout_views,
                     rays_per_task=s.rays_per_task, tto_rays_per_task=s.tto_rays_per_task,
+                    pool_rays=s.pool_rays, query_rays_per_task=s.query_rays_per_task,
+                    stratified=s.stratified,
                     num_samples=r.num_samples, hierarchical_samples=r.hierarchical_samples,
                     background=tuple(r.background), chunk=r.chunk, seed=config.seed)

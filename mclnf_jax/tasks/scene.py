@@ -2,14 +2,24 @@
 
 A signal is a `SceneSignal`: the context views of one block (grouped by the ground cell
 they look at, one task per cell, seen in sequence) and optionally held-out views for
-evaluation. Each task's context set is `rays_per_task` rays drawn once (seeded) from its
-cell's views (Algorithm 1, line 7); meta-test blocks may draw more (`tto_rays_per_task`):
-test-time adaptation is first-order and cheap, while meta-training's second-order
-memory bounds its ray count, and few rays overfit (held-out views get worse). A
-prediction is formed by volume rendering the field along each ray; routing sends each
-3D sample point to the expert of the cell under it (Algorithm 1, lines 28-30). Inputs
-are rays [N, 6] = (origin, unit direction); field inputs are points [N, 6] = (xyz, unit
-direction).
+evaluation. A prediction is formed by volume rendering the field along each ray; routing
+sends each 3D sample point to the expert of the cell under it (Algorithm 1, lines
+28-30). Inputs are rays [N, 6] = (origin, unit direction); field inputs are points
+[N, 6] = (xyz, unit direction).
+
+Fresh rays every step (Algorithm 1, lines 7 and 22). Each task's context set is a pool:
+its cell's rays in an order shuffled once per (seed, block, cell) on the host
+(`pool_rays` of them, 0: every ray of the cell). The learners' inner loop (learners/
+base.py) fits, at step k, the k-th batch `draw(pool, k, count)`: pool rows [k count,
+(k + 1) count) mod M, a sweep through the shuffled pool (every ray once per M / count
+steps), with `rays_per_task` rays in meta-training and `tto_rays_per_task` at test time
+(first-order and cheap, where meta-training's second-order memory bounds the count).
+The meta-loss is taken on `query_rays_per_task` other rays, draw index -1: the pool's
+last rows, which the inner loop's first steps never reach. A drawn ray carries a 7th
+column, a jitter seed in [0, 1) hashed from the ray and k, from which the predictor takes
+stratified sample offsets along it (NeRF eq. 2); rays of 6 columns (metrics, figures)
+render at midpoint samples. Everything is a pure function of (seed, block, cell, k), so
+reruns, resumed meta-training, scans and fori_loops fit the same rays.
 """
 import dataclasses
 import zlib
@@ -18,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mclnf_jax import render
+import mclnf_jax.render as render   # the module (mclnf_jax.render is also an API name)
 from mclnf_jax.data.scene import Scene, SceneSignal, views_by_cell
 from mclnf_jax.errors import UserError
 from mclnf_jax.types import Episode
@@ -30,6 +40,25 @@ from mclnf_jax.visuals import FlythroughRays, Visual
 def _rays(scene: Scene) -> np.ndarray:
   origins, dirs = scene.rays()
   return np.concatenate([origins, dirs], -1).astype(np.float32)      # [V, H, W, 6]
+
+
+def pool_rows(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+  """`size` row indices of n in a random order: distinct when size <= n, else every row
+  once per shuffled round (the last round cut short)."""
+  if size <= n:
+    return rng.choice(n, size, replace=False)
+  rounds = -(-size // n)
+  return np.concatenate([rng.permutation(n) for _ in range(rounds)])[:size]
+
+
+def jitter_seeds(rays: jax.Array, index) -> jax.Array:
+  """A seed in [0, 1) per ray [R, 6], hashed from its 6 values and the draw index."""
+  bits = jax.lax.bitcast_convert_type(rays[:, :6].astype(jnp.float32), jnp.uint32)
+  h = render.mix32(jnp.broadcast_to(jnp.asarray(index).astype(jnp.uint32), rays.shape[:1])
+                   ^ jnp.uint32(0x2545F491))
+  for c in range(6):
+    h = render.mix32(h ^ bits[:, c])
+  return render.to_unit(h)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +77,9 @@ class SceneTasks:
   background: tuple[float, float, float] = (1.0, 1.0, 1.0)
   chunk: int = 4096                # rays rendered at once when forming large predictions
   seed: int = 0
+  pool_rays: int = 0               # rays per cell kept for the draws; 0: every ray of it
+  query_rays_per_task: int = 0     # rays of each task's meta-loss query set; 0: rays_per_task
+  stratified: bool = True          # jittered samples along training rays (else midpoints)
 
   in_dim = 6
   out_dim = 4                      # field output: rgb logits + density
@@ -65,13 +97,13 @@ class SceneTasks:
                       'check data.resolution')
     rays, rgb = _rays(scene), scene.images.astype(np.float32)
     rng = np.random.default_rng([self.seed, zlib.crc32(scene.name.encode())])
-    count = self.rays_per_task
-    if signal.heldout is not None and self.tto_rays_per_task:
-      count = self.tto_rays_per_task
+    cells = views_by_cell(scene, self.grid, require_all=True)
+    per_view = scene.height * scene.width
+    size = self.pool_rays or max(len(views) for views in cells) * per_view
     xs, ys = [], []
-    for cell, views in enumerate(views_by_cell(scene, self.grid, require_all=True)):
+    for views in cells:
       cell_rays, cell_rgb = rays[views].reshape(-1, 6), rgb[views].reshape(-1, 3)
-      pick = rng.choice(len(cell_rays), count, replace=len(cell_rays) < count)
+      pick = pool_rows(rng, len(cell_rays), size)
       xs.append(cell_rays[pick])
       ys.append(cell_rgb[pick])
     query = signal.heldout if signal.heldout is not None else scene
@@ -83,12 +115,33 @@ class SceneTasks:
                    query_x=_rays(query)[views].reshape(-1, 6),
                    query_y=query.images[views].reshape(-1, 3).astype(np.float32))
 
+  def batching(self) -> dict:
+    """How learners draw each step's rays (the batching fields of `TaskSpec`)."""
+    return dict(batch=self.rays_per_task,
+                tto_batch=self.tto_rays_per_task or self.rays_per_task,
+                query=self.query_rays_per_task or self.rays_per_task, draw=self.draw)
+
+  def draw(self, pool_x: jax.Array, pool_y: jax.Array, index, count: int):
+    """The index-th batch of `count` rays of a task's pool [M, 6] (see module doc):
+    rows [index count, (index + 1) count) mod M, with a jitter seed column when
+    `stratified` ([count, 7]). index -1 is the meta-loss's query set (the last rows)."""
+    index = jnp.asarray(index, jnp.int32)
+    rows = (index * count + jnp.arange(count, dtype=jnp.int32)) % pool_x.shape[0]
+    x, y = pool_x[rows], pool_y[rows]
+    if self.stratified:
+      x = jnp.concatenate([x[:, :6], jitter_seeds(x, index)[:, None]], -1)
+    return x, y
+
   def predictor(self, apply_fn):
-    """Rays [N, 6] -> rendered RGB [N, 3]; in chunks of `chunk` rays when N is large."""
+    """Rays [N, 6] -> rendered RGB [N, 3] at midpoint samples; rays [N, 7] (drawn for
+    training, see `draw`) at samples jittered by their seed column. In chunks of `chunk`
+    rays when N is large."""
     def render_rgb(params, rays):
-      out = render.render_rays(apply_fn, params, rays[:, :3], rays[:, 3:], None,
+      jitter = rays[:, 6] if rays.shape[-1] > 6 else None
+      out = render.render_rays(apply_fn, params, rays[:, :3], rays[:, 3:6], None,
                                near=self.near, far=self.far, num_samples=self.num_samples,
-                               background=jnp.asarray(self.background), stratified=False,
+                               background=jnp.asarray(self.background),
+                               stratified=jitter is not None, jitter=jitter,
                                hierarchical_samples=self.hierarchical_samples)
       return out['rgb']
 
@@ -97,7 +150,7 @@ class SceneTasks:
       if n <= self.chunk:
         return render_rgb(params, rays)
       pad = -n % self.chunk
-      chunks = jnp.pad(rays, ((0, pad), (0, 0))).reshape(-1, self.chunk, 6)
+      chunks = jnp.pad(rays, ((0, pad), (0, 0))).reshape(-1, self.chunk, rays.shape[-1])
       return jax.lax.map(lambda r: render_rgb(params, r), chunks).reshape(-1, 3)[:n]
     return predict
 
