@@ -41,8 +41,8 @@ def test_an_unknown_variant_is_a_one_line_error():
 def test_method_lists_derive_from_the_registry():
   c = base.base_config()
   assert set(c.methods) == set(learners.AVAILABLE)
-  assert learners.paper_methods('nerf') == ('ol', 'er', 'ewc', 'meil_nerf', 'mol', 'maml_cl',
-                                            'oml', 'modular', 'modular_fim')
+  assert learners.paper_methods('nerf') == ('mean', 'ol', 'er', 'ewc', 'meil_nerf', 'mol',
+                                            'maml_cl', 'oml', 'modular', 'modular_fim')
   base.set_widths(c, 7, 3)
   assert {n for n in c.methods if c.methods[n].width == 3} == {'modular', 'modular_fim'}
   c.learners = 'mcl, mcl_fim,modular'            # old names are aliases

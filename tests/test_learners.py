@@ -89,3 +89,12 @@ def test_modular_prediction_routes_to_task_experts(adapt_fns):
 def test_unknown_learner_is_a_user_error():
   with pytest.raises(learners.UserError, match='unknown learner'):
     learners.build(CONFIG, 'nope', MODALITY)
+
+
+def test_the_trivial_row_predicts_each_signals_own_mean():
+  learner = build('mean')
+  state = jax.jit(learner.adapt)(learner.start(learner.init(jax.random.key(0))), EPISODE,
+                                 jnp.int32(5))
+  whole = learner.predict(state, EPISODE.query_x)
+  expected = EPISODE.query_y.reshape(-1, EPISODE.query_y.shape[-1]).mean(0)
+  np.testing.assert_allclose(whole, np.broadcast_to(expected, whole.shape), rtol=1e-5)

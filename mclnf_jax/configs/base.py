@@ -132,6 +132,7 @@ def declared_config() -> ml_collections.ConfigDict:
                    'own folder and checkpoint)', RUN)
   # The paper: single networks 5 x 256, ours 4 experts of 5 x 128.
   c.methods = ml_collections.ConfigDict({
+      'mean': method(1),     # the trivial answer: every signal's own mean (nothing tuned)
       'ol': method(256, tto_opt='adam', tto_lr=1e-4),
       'maml_cl': method(256),
       'modular': method(128),
@@ -145,22 +146,37 @@ def declared_config() -> ml_collections.ConfigDict:
       'mol': method(256, tto_opt='sgd', tto_lr=1e-2, inner_opt='sgd', inner_lr=1e-2),
       'oml': method(256, tto_opt='sgd', tto_lr=1e-2, inner_opt='sgd', inner_lr=1e-2),
   })
-  buffer = key(8192, 'reservoir buffer of earlier tasks\' samples')
-  replay = key(0.5, "fraction of each step's batch drawn from the buffer")
-  c.methods.er.update(buffer_size=buffer, replay_ratio=replay)
+  # Knobs of the baselines that are not meta-learned: they tie no checkpoint (RESULT;
+  # mclnf_jax/tuning.py chooses them on meta-validation).
+  buffer = key(0.1, "reservoir buffer of earlier tasks' samples, as a fraction of the "
+               "signal's context samples (tasks x samples a task), the same at every scale",
+               RESULT)
+  replay = key(0.5, "fraction of each step's batch drawn from the buffer", RESULT)
+  c.methods.er.update(buffer_fraction=buffer, replay_ratio=replay)
   c.methods.mer.update(
-      buffer_size=buffer, replay_ratio=replay,
-      beta=key(0.1, 'MER within-batch Reptile rate'),
-      gamma=key(1.0, 'MER across-batch Reptile rate'),
-      batches_per_step=key(4, 'MER batches per step (its s); tto_lr is its SGD rate alpha'))
-  c.methods.ewc.update(ewc_lambda=key(100.0, 'lambda of (lambda/2) sum F (theta - theta*)^2'))
-  c.methods.oml.update(rln_layers=key(3, 'first dense layers forming the representation, '
-                                      'updated by the outer loop only'))
+      buffer_fraction=buffer, replay_ratio=replay,
+      beta=key(0.3, 'MER within-batch Reptile rate', RESULT),
+      gamma=key(1.0, 'MER across-batch Reptile rate', RESULT),
+      batches_per_step=key(2, 'MER batches per test-time step (its s)', RESULT),
+      steps_per_batch=key(4, 'MER examples per batch (its k), one sequential SGD step each, '
+                          'replay_ratio of them replayed; 0: one per sample. Its rate is '
+                          'alpha = tto_lr / (s k beta gamma): tto_lr is the rate of a whole '
+                          'test-time step, as for every learner', RESULT))
+  c.methods.ewc.update(ewc_lambda=key(100.0, 'lambda of (lambda/2) sum F (theta - theta*)^2, F '
+                                      "the model's diagonal Fisher", RESULT))
+  c.methods.oml.update(
+      rln_layers=key(3, 'first dense layers forming the representation, updated by the '
+                     'outer loop only'),
+      online_batch=key(16, 'OML inner trajectory on grids: samples of the task fitted per '
+                       'inner and test-time step, one small batch after another (Javed & '
+                       'White); 0: the whole task at every step. Scenes fit their fresh '
+                       'ray batches either way'))
   # MEIL-NeRF: inputs replayed from earlier tasks with the previous model's predictions.
   c.methods.meil_nerf = method(256, tto_opt='adam', tto_lr=1e-4)
   c.methods.meil_nerf.update(
-      replay_size=key(1024, 'inputs replayed from earlier tasks'),
-      replay_lambda=key(1.0, 'weight of the replay loss'))
+      replay_size=key(1024, 'inputs of earlier tasks replayed at every step (drawn afresh)',
+                      RESULT),
+      replay_lambda=key(1.0, 'weight of the self-distillation (Charbonnier) loss', RESULT))
 
   c.meta = section(
       steps=key(1000, 'meta-steps to run; not in the checkpoint identity: raising it '

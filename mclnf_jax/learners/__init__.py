@@ -34,12 +34,13 @@ class Method(NamedTuple):
 
 
 # The paper's method groups, in table order.
-GROUPS = {'OL': 'Offline Learning', 'CL': 'Continual Learning',
+GROUPS = {'Mean': 'Trivial baseline', 'OL': 'Offline Learning', 'CL': 'Continual Learning',
           'CML': 'Continual Meta-Learning', 'MOL': 'Meta-Offline Learning',
           'MCL': 'Meta-Continual Learning'}
 
 # In the paper's table order.
 METHODS = (
+    Method('mean', 'Signal mean', 'Mean', False, False, EVERY),
     Method('ol', 'OL', 'OL', False, False, EVERY),
     Method('cl', 'CL', 'CL', False, False, GRIDS),
     Method('er', 'ER', 'CL', False, False, EVERY),
