@@ -15,7 +15,6 @@ evaluation protocol gives for the same signal and step count.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any, Optional
 
@@ -49,8 +48,7 @@ def load_config(workdir: str, learner: str = 'modular') -> ml_collections.Config
   if not os.path.exists(path):
     raise UserError(f'no {path}: {workdir} holds no meta-trained {learner} run '
                     '(pass config= for a learner that is not meta-learned)')
-  with open(path) as f:
-    stored = keys.flatten(json.load(f))
+  stored = keys.flatten(identity.read_stored(path, folder))
   config = base.base_config()
   for key, value in stored.items():
     if key == 'learner':

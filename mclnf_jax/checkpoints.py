@@ -10,6 +10,11 @@ Where meta-training starts from, in order:
   2. else `init_from`, another run's learner folder (`--config.meta.init_from`): its best
      meta-parameters become step 0's parameters, with a fresh outer optimiser;
   3. else scratch: `init_fn()`.
+
+A checkpoint that cannot be restored (a file of it truncated or deleted, or a meta-state
+of another structure: another learner or config, or an earlier version of the package,
+whose outer optimiser state had no skip counter) is a one-line `UserError` naming the
+folder and the fix (move it aside or use another --workdir), never a silent restart.
 """
 import os
 from typing import Any, Callable, Optional
@@ -31,21 +36,51 @@ def manager(folder: str) -> ocp.CheckpointManager:
                                            enable_async_checkpointing=False))
 
 
+def _fix(folder: str) -> str:
+  return (f'move {folder} aside (its learner then starts afresh) or use another --workdir')
+
+
+def _first_line(error: BaseException, limit: int = 120) -> str:
+  lines = str(error).strip().splitlines() or [type(error).__name__]
+  line = lines[0]
+  return line if len(line) <= limit else line[:limit] + '...'
+
+
 def latest_step(folder: str) -> Optional[int]:
-  if not os.path.isdir(os.path.join(folder, 'checkpoints')):
+  path = os.path.join(folder, 'checkpoints')
+  if not os.path.exists(path):
     return None
-  with manager(folder) as m:
-    return m.latest_step()
+  if not os.path.isdir(path):
+    raise UserError(f'{path} is not a folder of orbax checkpoints; {_fix(folder)}')
+  try:
+    with manager(folder) as m:
+      return m.latest_step()
+  except Exception as e:  # pylint: disable=broad-except
+    raise UserError(f'cannot read the checkpoints in {path} ({type(e).__name__}: '
+                    f'{_first_line(e)}); {_fix(folder)}') from None
 
 
 def restore(folder: str, init_fn: Callable[[], MetaState]) -> tuple[int, MetaState]:
-  """(step, state) of the latest checkpoint in `folder`; a one-line error if there is none."""
+  """(step, state) of the latest checkpoint in `folder`; a one-line error if there is none
+  or it cannot be read."""
   step = latest_step(folder)
   if step is None:
     raise UserError(f'no meta-trained checkpoint in {folder}: run with --mode=train '
                     '(or train_and_eval) first')
-  with manager(folder) as m:
-    state = m.restore(step, args=ocp.args.StandardRestore(jax.eval_shape(init_fn)))
+  path = os.path.join(os.path.abspath(folder), 'checkpoints', str(step))
+  try:
+    with manager(folder) as m:
+      state = m.restore(step, args=ocp.args.StandardRestore(jax.eval_shape(init_fn)))
+  except Exception as e:  # pylint: disable=broad-except
+    text = str(e)
+    if 'Structure mismatch' in text or 'not compatible with the stored shape' in text \
+        or 'dtype' in text.split('\n')[0].lower():
+      what = ('holds a meta-state of another structure (another learner or config, or '
+              'an earlier version of mclnf_jax)')
+    else:
+      what = 'is truncated or corrupt'
+    raise UserError(f'the checkpoint {path} {what} ({type(e).__name__}: {_first_line(e)}); '
+                    f'{_fix(folder)}') from None
   return step, state
 
 

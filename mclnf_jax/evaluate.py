@@ -17,6 +17,7 @@ import numpy as np
 from absl import logging
 
 from mclnf_jax import files, metric_writers, report
+from mclnf_jax.errors import UserError
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.tasks import Modality
 from mclnf_jax.types import Episode
@@ -91,6 +92,21 @@ class Evaluator:
     return {m: np.array([r[m] for r in rows]) for m in rows[0]}
 
 
+def read_cached(path: str) -> dict:
+  """A cached result (results/<name>.json); a one-line error naming the file if it is not
+  one (it is never overwritten silently: it may be a result to keep)."""
+  fix = f'move {path} aside (the learner is then re-evaluated) or use another --workdir'
+  try:
+    with open(path, encoding='utf-8') as f:
+      cached = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise UserError(f'{path} is not valid JSON ({e}): {fix}') from None
+  if not isinstance(cached, dict) or not isinstance(cached.get('identity'), dict) \
+      or not isinstance(cached.get('curves'), dict) or 'steps' not in cached:
+    raise UserError(f'{path} is not an evaluation result (no identity/steps/curves): {fix}')
+  return cached
+
+
 def evaluate_learner(learner: Learner, modality: Modality, meta_params: Any, test: Any,
                      episodes: Callable[[Any], Episode], e, identity: dict,
                      results_dir: str, metrics_folder: Optional[str] = None) -> dict:
@@ -104,8 +120,7 @@ def evaluate_learner(learner: Learner, modality: Modality, meta_params: Any, tes
   """
   path = os.path.join(results_dir, f'{learner.name}.json')
   if os.path.exists(path):
-    with open(path) as f:
-      cached = json.load(f)
+    cached = read_cached(path)
     if cached['identity'] == identity:
       logging.info('%s: evaluation already done (%s)', learner.name, path)
       return cached

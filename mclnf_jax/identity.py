@@ -124,14 +124,28 @@ def _differences(stored: dict, identity: dict) -> dict:
   return out
 
 
+def read_stored(path: str, folder: str) -> dict:
+  """A stored identity (config.json); a one-line error if it is not a JSON object."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      stored = json.load(f)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise UserError(f'{path} is not valid JSON ({e}): restore it, or move {folder} aside '
+                    'or use another --workdir') from None
+  if not isinstance(stored, dict):
+    raise UserError(f'{path} is not a config identity (a JSON {type(stored).__name__}, not '
+                    f'an object): restore it, or move {folder} aside or use another '
+                    '--workdir')
+  return stored
+
+
 def check(config: ml_collections.ConfigDict, workdir: str, name: str) -> str:
   """<workdir>/<name>/, after checking that a run it holds is of the same config."""
   folder = os.path.join(workdir, name)
   path = os.path.join(folder, 'config.json')
   if not os.path.exists(path):
     return folder
-  with open(path) as f:
-    stored = _upgrade(json.load(f), name)
+  stored = _upgrade(read_stored(path, folder), name)
   identity = _identity(config, name, (keys.CHECKPOINT,), (keys.CHECKPOINT,))
   differ = _differences(stored, identity)
   if list(differ) == ['meta.schedule_steps'] and not config.meta.schedule_steps:

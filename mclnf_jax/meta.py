@@ -7,8 +7,18 @@ pytree that orbax saves whole (`checkpoints.py`), so a rerun resumes exactly whe
 stopped. `meta_train` is the whole loop of one learner: resume, step, validate, save;
 its scalars go to the learner folder's metrics.jsonl and tensorboard/train/
 (`metric_writers`).
+
+Divergence. The outer optimiser is wrapped in `optax.apply_if_finite`: a meta-step whose
+loss or meta-gradient is not finite leaves the meta-params and the optimiser's moments
+as they were, and its state counts the skip (`notfinite_count`: consecutive,
+`total_notfinite`: all; both saved with the meta-state). After `meta.max_bad_steps`
+consecutive skips the run stops with a one-line error naming the step and the last
+good checkpoint; a state with non-finite meta-params is never saved; a meta-validation
+PSNR more than `meta.val_drop_warn` dB below the best logs a warning (evaluation uses
+the best meta-params anyway).
 """
 import functools
+import os
 import time
 from typing import Any, Callable, Iterator, Optional
 
@@ -20,10 +30,14 @@ from absl import logging
 
 from mclnf_jax import checkpoints, metric_writers
 from mclnf_jax.configs.keys import schedule_steps
+from mclnf_jax.errors import UserError
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.types import Episode
 
 MetaState = checkpoints.MetaState
+# apply_if_finite gives up and applies a non-finite update after this many consecutive
+# skips; the train loop stops long before (meta.max_bad_steps), so it never does.
+NEVER_APPLY_NON_FINITE = 2**30
 
 
 def outer_optimizer(m) -> optax.GradientTransformation:
@@ -41,7 +55,19 @@ def outer_optimizer(m) -> optax.GradientTransformation:
     if isinstance(params, dict) and 'log_lr' in params:
       return {k: 'rates' if k == 'log_lr' else 'init' for k in params}
     return jax.tree_util.tree_map(lambda _: 'init', params)
-  return optax.multi_transform({'init': init, 'rates': rates}, labels)
+  return optax.apply_if_finite(optax.multi_transform({'init': init, 'rates': rates}, labels),
+                               NEVER_APPLY_NON_FINITE)
+
+
+def bad_steps(state: MetaState) -> tuple[jax.Array, jax.Array]:
+  """(consecutive, total) meta-steps skipped for a non-finite loss or meta-gradient."""
+  opt = state['opt_state']
+  return opt.notfinite_count, opt.total_notfinite
+
+
+@jax.jit
+def all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]))
 
 
 def init_state(learner: Learner, optimizer, key: jax.Array) -> MetaState:
@@ -64,10 +90,16 @@ def make_meta_step(learner: Learner, optimizer) -> Callable[[MetaState, Episode]
   def meta_step(state: MetaState, batch: Episode):
     (loss, aux), grads = jax.value_and_grad(
         functools.partial(batch_loss, learner), has_aux=True)(state['params'], batch)
-    updates, opt_state = optimizer.update(grads, state['opt_state'], state['params'])
+    # A non-finite loss with a finite gradient is skipped too (apply_if_finite reads
+    # the gradient only).
+    checked = jax.tree_util.tree_map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan),
+                                     grads)
+    updates, opt_state = optimizer.update(checked, state['opt_state'], state['params'])
     params = optax.apply_updates(state['params'], updates)
     metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads),
-               'param_norm': optax.tree.norm(params), **aux}
+               'param_norm': optax.tree.norm(params),
+               'bad_steps': opt_state.notfinite_count,
+               'skipped_steps': opt_state.total_notfinite, **aux}
     return {**state, 'step': state['step'] + 1, 'params': params,
             'opt_state': opt_state}, metrics
   return meta_step
@@ -83,11 +115,16 @@ def make_validate(learner: Learner) -> Callable[[Any, Episode], jax.Array]:
 
 @functools.partial(jax.jit, donate_argnums=0)
 def keep_if_best(state: MetaState, val_mse: jax.Array) -> MetaState:
-  better = val_mse < state['best_val_mse']
+  better = val_mse < state['best_val_mse']          # False for a NaN val_mse
   pick = lambda new, old: jnp.where(better, new, old)
   return {**state, 'best_params': jax.tree_util.tree_map(pick, state['params'],
                                                           state['best_params']),
-          'best_val_mse': jnp.minimum(val_mse, state['best_val_mse'])}
+          'best_val_mse': pick(val_mse, state['best_val_mse'])}
+
+
+def psnr(mse) -> float:
+  with np.errstate(divide='ignore', invalid='ignore'):
+    return float(-10 * np.log10(float(mse)))
 
 
 def batch_indices(seed: int, step: int, num_signals: int, batch_size: int) -> np.ndarray:
@@ -129,40 +166,80 @@ class Progress:
 def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable[[int], Episode],
           val_batch: Episode, *, steps: int, val_every: int, log_every: int,
           save: Callable[[MetaState], None], save_every: int,
-          writer: Optional[metric_writers.MetricWriter] = None) -> Iterator[MetaState]:
+          writer: Optional[metric_writers.MetricWriter] = None, max_bad_steps: int = 0,
+          val_drop_warn: float = float('inf'), folder: str = '') -> Iterator[MetaState]:
   """Runs meta-steps from state['step'] to `steps`; yields the state after each save.
 
   writer: where the scalars go besides the log line (meta-loss, grad and param norms,
-  rate at log steps; val_mse and val_psnr at validation steps).
+  rate at log steps; val_mse and val_psnr at validation steps). max_bad_steps: stop
+  (UserError) after this many consecutive skipped non-finite steps (0: never);
+  val_drop_warn: warn when meta-validation PSNR falls this many dB below the best;
+  folder: the learner folder, named in the errors.
   """
   meta_step, validate = make_meta_step(learner, optimizer), make_validate(learner)
   first = int(state['step'])
   progress = Progress(f'meta-train {learner.name}', first, steps)
   val_psnr = float('nan')
+  last_saved = first if first else None     # the checkpoint this run resumed from
+  where = os.path.join(folder, 'checkpoints') if folder else 'the learner folder'
+
+  def last_good() -> str:
+    if last_saved is None:
+      return 'no checkpoint was saved yet'
+    return f'the last good checkpoint is step {last_saved} in {where}'
+
+  def check(done: int, metrics: dict) -> None:
+    """Stops after max_bad_steps consecutive skipped steps (read one step late, so that
+    the next meta-batch is still prepared while a step runs)."""
+    bad = int(metrics['bad_steps'])
+    if not bad:
+      return
+    logging.warning('%s: meta-step %d skipped: meta-loss %s or its meta-gradient is not '
+                    'finite (%d in a row, %d in all)', learner.name, done,
+                    float(metrics['loss']), bad, int(metrics['skipped_steps']))
+    if max_bad_steps and bad >= max_bad_steps:
+      raise UserError(
+          f'{learner.name}: {bad} meta-steps in a row up to step {done} had a non-finite '
+          f'meta-loss or meta-gradient (meta.max_bad_steps={max_bad_steps}); {last_good()}; '
+          'lower meta.lr or the inner learning rate, or check the data for NaN/inf')
+
+  pending = None
   for step in range(first, steps):
     state, metrics = meta_step(state, episode_batch(step))
     done, scalars = step + 1, {}
+    if pending is not None:
+      check(*pending)
+    pending = (done, metrics)
     if done % val_every == 0 or done == steps:
+      best_psnr = psnr(state['best_val_mse'])
       val_mse = validate(state['params'], val_batch)
       state = keep_if_best(state, val_mse)
-      val_psnr = float(-10 * jnp.log10(val_mse))
+      val_psnr = psnr(val_mse)
       scalars.update(val_mse=float(val_mse), val_psnr=val_psnr)
+      if not val_psnr >= best_psnr - val_drop_warn:
+        logging.warning('%s: meta-validation PSNR %.2f dB at step %d, more than %g dB below '
+                        'the best %.2f dB (evaluation uses the best meta-params)',
+                        learner.name, val_psnr, done, val_drop_warn, best_psnr)
     if done % log_every == 0 or done == steps or step == first:
       loss = float(metrics['loss'])
-      if not np.isfinite(loss):
-        raise FloatingPointError(
-            f'{learner.name}: meta-loss is {loss} at step {done}; lower meta.lr or the '
-            'inner learning rate')
       scalars.update(loss=loss, grad_norm=float(metrics['grad_norm']),
-                     param_norm=float(metrics['param_norm']), rate=progress.rate(done))
+                     param_norm=float(metrics['param_norm']), rate=progress.rate(done),
+                     skipped_steps=int(metrics['skipped_steps']))
       logging.info(progress.line(done, loss=loss, val_psnr=val_psnr,
                                  grad_norm=scalars['grad_norm']))
     if writer is not None and scalars:
       writer.write(done, **scalars)
     if done % save_every == 0 or done == steps:
+      check(*pending)
+      pending = None
+      if not bool(all_finite((state['params'], state['best_params']))):
+        raise UserError(
+            f'{learner.name}: the meta-params are not finite at step {done} and were not '
+            f'saved; {last_good()}; lower meta.lr or the inner learning rate')
       if writer is not None:
         writer.flush()
       save(state)
+      last_saved = done
       yield state
 
 
@@ -181,7 +258,9 @@ def meta_train(learner: Learner, m, seed: int, folder: str,
       for state in train(learner, optimizer, state, episode_batch, val_batch(),
                          steps=m.steps, val_every=m.val_every, log_every=m.log_every,
                          save=functools.partial(checkpoints.save, folder),
-                         save_every=m.save_every, writer=writer):
+                         save_every=m.save_every, writer=writer,
+                         max_bad_steps=m.max_bad_steps, val_drop_warn=m.val_drop_warn,
+                         folder=folder):
         pass
   return state['best_params']
 

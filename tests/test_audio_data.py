@@ -255,3 +255,22 @@ def test_bad_config_values():
   _raises('num_signals must be >= 0', _cfg(num_signals=-2))
   with pytest.raises(UserError, match='unknown split'):
     audio.load_audio(_cfg(), 'valid')
+
+
+def test_audio_dir_8khz_stereo_nan_and_empty_files(tmp_path):
+  """8 kHz stereo is resampled to 16 kHz mono; a file with NaN/inf samples or no samples
+  is a one-line error naming it."""
+  _write_tone(tmp_path / 'ok' / 'a.wav', 1.0, rate=8000, channels=2, hz=300)
+  _write_tone(tmp_path / 'ok' / 'b.wav', 1.0, rate=8000, channels=1, hz=500)
+  out = audio.load_audio(_cfg(name='audio_dir', root=str(tmp_path / 'ok')), 'train')
+  assert out.shape == (1, 8000) and np.isfinite(out).all()
+  (tmp_path / 'nan').mkdir()
+  wave = np.sin(np.linspace(0, 100, 16000)).astype(np.float32)
+  wave[100] = np.nan
+  sf.write(str(tmp_path / 'nan' / 'a.wav'), wave, 16000, subtype='FLOAT')
+  sf.write(str(tmp_path / 'nan' / 'b.wav'), wave, 16000, subtype='FLOAT')
+  _raises('a.wav.*(NaN|finite)', _cfg(name='audio_dir', root=str(tmp_path / 'nan')))
+  (tmp_path / 'empty').mkdir()
+  sf.write(str(tmp_path / 'empty' / 'a.wav'), np.zeros(0), 16000)
+  sf.write(str(tmp_path / 'empty' / 'b.wav'), np.zeros(0), 16000)
+  _raises('a.wav', _cfg(name='audio_dir', root=str(tmp_path / 'empty')))

@@ -361,3 +361,15 @@ def test_bad_config_values():
   cfg = _cfg()
   del cfg['root']
   _raises("data config has no field 'root'", cfg)
+
+
+@pytest.mark.parametrize('mode, dtype, value', [('L', np.uint8, 128), ('RGBA', np.uint8, 128),
+                                                ('I;16', np.uint16, 40000)])
+def test_image_folder_converts_grey_rgba_and_16_bit_to_rgb(tmp_path, mode, dtype, value):
+  """Documented conversion: every image becomes RGB in [0, 1] (PIL convert('RGB'))."""
+  for i in range(11):
+    shape = (20, 24) if mode != 'RGBA' else (20, 24, 4)
+    Image.fromarray(np.full(shape, value, dtype)).save(tmp_path / f'{i:05d}.png')
+  out = images.load_images(_cfg(name='image_folder', root=str(tmp_path)), 'train')
+  assert out.shape[-1] == 3 and out.dtype == np.float32
+  assert np.isfinite(out).all() and 0 <= out.min() and out.max() <= 1

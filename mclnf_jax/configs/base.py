@@ -162,7 +162,7 @@ def declared_config() -> ml_collections.ConfigDict:
                           'replay_ratio of them replayed; 0: one per sample. Its rate is '
                           'alpha = tto_lr / (s k beta gamma): tto_lr is the rate of a whole '
                           'test-time step, as for every learner', RESULT))
-  c.methods.ewc.update(ewc_lambda=key(100.0, 'lambda of (lambda/2) sum F (theta - theta*)^2, F '
+  c.methods.ewc.update(ewc_lambda=key(1.0, 'lambda of (lambda/2) sum F (theta - theta*)^2, F '
                                       "the model's diagonal Fisher", RESULT))
   c.methods.oml.update(
       rln_layers=key(3, 'first dense layers forming the representation, updated by the '

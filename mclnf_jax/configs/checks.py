@@ -42,6 +42,10 @@ def check(config: ml_collections.ConfigDict) -> None:
   if m.schedule_steps < 0:
     raise UserError(f'config.meta.schedule_steps={m.schedule_steps} must be >= 0 '
                     '(0: meta.steps)')
+  if m.max_bad_steps < 0:
+    raise UserError(f'config.meta.max_bad_steps={m.max_bad_steps} must be >= 0 (0: never stop)')
+  if not m.val_drop_warn >= 0:
+    raise UserError(f'config.meta.val_drop_warn={m.val_drop_warn} must be >= 0 (dB)')
   if not 0 <= m.lr_final_fraction <= 1:
     raise UserError(f'config.meta.lr_final_fraction={m.lr_final_fraction} must be in [0, 1]')
   for name, method in config.methods.items():

@@ -199,6 +199,10 @@ def read_audio_file(path: pathlib.Path) -> np.ndarray:
   except (sf.LibsndfileError, RuntimeError, OSError, EOFError) as e:
     raise UserError(f'cannot read audio file {path} ({common.one_line(e)}): replace or remove '
                     'it') from e
+  if not np.isfinite(wav).all():
+    raise UserError(f'audio file {path} has NaN or inf samples: replace or remove it')
+  if not len(wav):
+    raise UserError(f'audio file {path} has no samples: replace or remove it')
   return common.resample_to_16k(wav.mean(axis=1), rate)
 
 

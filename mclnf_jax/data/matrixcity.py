@@ -119,10 +119,16 @@ def _read_block(folder: str, name: str, split: str, scale: float,
   source = os.path.join(folder, 'transforms.json')
   meta = tj.read_json(source)
   frames = tj.get_frames(meta, source)
-  angle = tj.get_number(meta, 'camera_angle_x', source)
+  angle = tj.get_angle(meta, 'camera_angle_x', source)
   indices = [_frame_index(f, source, i) for i, f in enumerate(frames)]
   paths = [_image_path(folder, f, k, source, i)
            for i, (f, k) in enumerate(zip(frames, indices))]
+  first = {}
+  for i, (p, k) in enumerate(zip(paths, indices)):
+    if p in first:
+      fail(source, f'frames[{i}].frame_index', f'{k} repeats frames[{first[p]}] (the same '
+           'image twice); drop one of them')
+    first[p] = i
   c2w = np.stack([read_c2w(f, scale, source, i) for i, f in enumerate(frames)])
   scene_lib.check_rotations(c2w, source, 'frames[].rot_mat (after the x100 rule)')
   images, size0 = tj.read_images(paths, source, 'frames[].frame_index', resize)
@@ -205,8 +211,9 @@ def write_matrixcity_fixture(root: str, block_scene: scene_lib.Scene,
   os.makedirs(os.path.join(folder, 'rgb'), exist_ok=True)
   frames = []
   for i, (img, c2w) in enumerate(zip(block_scene.images, block_scene.c2w)):
-    Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(
-        os.path.join(folder, 'rgb', f'{i:04d}.png'))
+    png = Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8))
+    files.atomic_write(os.path.join(folder, 'rgb', f'{i:04d}.png'),
+                       lambda f, png=png: png.save(f, format='PNG'), binary=True)
     rot_mat = np.asarray(c2w, np.float64).copy()
     rot_mat[:3, :3] /= ROT_SCALE
     rot_mat[:3, 3] /= scale

@@ -63,6 +63,14 @@ def get_number(meta: dict[str, Any], key: str, source: str, prefix: str = '') ->
   return float(value)
 
 
+def get_angle(meta: dict[str, Any], key: str, source: str, prefix: str = '') -> float:
+  """A field of view in radians, in (0, pi)."""
+  angle = get_number(meta, key, source, prefix)
+  if not 0 < angle < np.pi:
+    fail(source, prefix + key, f'expected a field of view in (0, pi) radians, got {angle}')
+  return angle
+
+
 def get_matrix(meta: dict[str, Any], key: str, source: str, prefix: str = '',
                shape: tuple[int, ...] = (4, 4)) -> np.ndarray:
   """meta[key] as a float64 array of the given shape, finite."""
@@ -180,14 +188,14 @@ def _intrinsics(meta: dict[str, Any], size0: tuple[int, int],
     cx = get_number(meta, 'cx', source) if 'cx' in meta else w0 / 2
     cy = get_number(meta, 'cy', source) if 'cy' in meta else h0 / 2
   elif 'camera_angle_x' in meta:
-    fx = scene_lib.focal_from_angle(get_number(meta, 'camera_angle_x', source), w0)
-    fy = (scene_lib.focal_from_angle(get_number(meta, 'camera_angle_y', source), h0)
+    fx = scene_lib.focal_from_angle(get_angle(meta, 'camera_angle_x', source), w0)
+    fy = (scene_lib.focal_from_angle(get_angle(meta, 'camera_angle_y', source), h0)
           if 'camera_angle_y' in meta else fx)
     cx, cy = w0 / 2, h0 / 2
   else:
     fail(source, 'camera_angle_x', "missing (and no 'fl_x'); add camera_angle_x "
           'or fl_x/fl_y/cx/cy')
-  if fx <= 0 or fy <= 0:
+  if not (0 < fx < np.inf and 0 < fy < np.inf):
     fail(source, 'fl_x/camera_angle_x', f'focal lengths must be positive, got '
           f'{fx}, {fy}')
   return fx, fy, cx, cy
@@ -249,8 +257,10 @@ def _load_uncached(path, resize, near, far, bounds, ground_z, background):
   images, size0 = read_images(paths, path, 'frames[].file_path', resize, background)
   intr = scale_intrinsics(_intrinsics(meta, size0, path), size0,
                           (images.shape[2], images.shape[1]))
-  near = near if near is not None else meta.get('near', BLENDER_NEAR)
-  far = far if far is not None else meta.get('far', BLENDER_FAR)
+  if near is None:
+    near = get_number(meta, 'near', path) if 'near' in meta else BLENDER_NEAR
+  if far is None:
+    far = get_number(meta, 'far', path) if 'far' in meta else BLENDER_FAR
   scene = scene_lib.Scene(
       images=images, c2w=c2w.astype(np.float32), focal=intr[:2], principal=intr[2:],
       near=float(near), far=float(far),
