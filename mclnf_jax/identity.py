@@ -100,13 +100,16 @@ def eval_identity(config: ml_collections.ConfigDict, name: str) -> dict:
 
 def _upgrade(stored: dict, name: str) -> dict:
   """A stored identity as a flat dict; identities of earlier versions kept the learner's
-  method section as 'method' and had no meta.schedule_steps (meta.steps stood for it)."""
+  method section as 'method', had no meta.schedule_steps (meta.steps stood for it) and
+  trained OML full-batch (no methods.oml.online_batch)."""
   stored = dict(stored)
   if 'method' in stored:
     stored['methods'] = {learners.canonical(name): stored.pop('method')}
   flat = keys.flatten(stored)
   if 'meta.schedule_steps' not in flat and 'meta.steps' in flat:
     flat['meta.schedule_steps'] = flat['meta.steps']
+  if name == 'oml' and 'methods.oml.online_batch' not in flat:
+    flat['methods.oml.online_batch'] = 0
   return flat
 
 

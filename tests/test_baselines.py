@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mclnf_jax import learners
-from mclnf_jax.learners import base, er, ewc
+from mclnf_jax import fisher, learners
+from mclnf_jax.learners import base, er, ewc, mer, oml
 from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.image import ImageTasks
 from tests import helpers
@@ -19,7 +19,7 @@ FIRST_TASK = jax.tree.map(lambda x: x[:1], EPISODE._replace(query_x=None, query_
 
 def tiny_config(**methods):
   """helpers.tiny_config with depth 4 (room for OML's 3 representation layers) and
-  per-method overrides, e.g. er=dict(buffer_size=8)."""
+  per-method overrides, e.g. er=dict(buffer_fraction=0.125)."""
   c = helpers.tiny_config()
   c.field.depth = 4
   for name, values in methods.items():
@@ -159,7 +159,7 @@ def test_replay_draws_only_earlier_tasks_and_buffer_keeps_its_size(name, monkeyp
     return rx, ry, active
   monkeypatch.setattr(er, 'sample_replay', spy)
 
-  learner = build(name, buffer_size=8, replay_ratio=0.5)   # 8 slots < 16 samples a task
+  learner = build(name, buffer_fraction=0.125, replay_ratio=0.5)   # 8 of 64: < 16 a task
   episode = labelled_episode()
   state = jax.jit(learner.adapt)(start(learner), episode, jnp.int32(2))
   jax.effects_barrier()
@@ -195,14 +195,16 @@ def test_reservoir_is_uniform_over_everything_offered():
   np.testing.assert_allclose(per_task, 2.0, atol=0.15)   # 16 * 8 / 64 each
 
 
-@pytest.mark.parametrize('name,values', [
-    ('er', dict(replay_ratio=0.5)),
-    ('mer', dict(replay_ratio=0.5, beta=1.0, gamma=1.0, batches_per_step=1))])
-def test_replay_is_cl_on_the_first_task_and_enters_later_steps(name, values):
-  """Plain SGD on task 1 (empty buffer, MER with beta = gamma = 1 and one batch);
-  replay makes the later tasks differ from CL."""
-  sgd = dict(tto_opt='sgd', tto_lr=1e-2)
-  learner, cl = build(name, **sgd, **values), build_plain('cl', MODALITY, sgd)
+@pytest.mark.parametrize('name,values,rate', [
+    ('er', dict(replay_ratio=0.5), 1),
+    ('mer', dict(replay_ratio=0.5, beta=1.0, gamma=1.0, batches_per_step=1,
+                 steps_per_batch=2), 2)])
+def test_replay_is_cl_on_the_first_task_and_enters_later_steps(name, values, rate):
+  """Plain SGD on task 1 (empty buffer; MER with beta = gamma = 1, one batch of one
+  current and one replayed example, so its example rate is tto_lr / 2, the replayed one
+  skipped); replay makes the later tasks differ from CL."""
+  learner = build(name, tto_opt='sgd', tto_lr=rate * 1e-2, **values)
+  cl = build_plain('cl', MODALITY, dict(tto_opt='sgd', tto_lr=1e-2))
   state0 = start(learner)
   adapt, adapt_cl = jax.jit(learner.adapt), jax.jit(cl.adapt)
   steps = jnp.int32(3)
@@ -213,11 +215,13 @@ def test_replay_is_cl_on_the_first_task_and_enters_later_steps(name, values):
 
 
 def test_mer_reptile_interpolations():
-  """Empty buffer, s = 2 batches: theta_b = theta_{b-1} + beta (SGD step - theta_{b-1}),
-  then theta <- theta_0 + gamma (theta_2 - theta_0), every step."""
-  alpha, beta, gamma = 1e-2, 0.5, 0.25
-  learner = build('mer', tto_opt='sgd', tto_lr=alpha, beta=beta, gamma=gamma,
-                  batches_per_step=2)
+  """Empty buffer, s = 2 batches of one example (the task): theta_b = theta_{b-1} +
+  beta (SGD step - theta_{b-1}), then theta <- theta_0 + gamma (theta_2 - theta_0), every
+  step, the example rate alpha = tto_lr / (s k beta gamma)."""
+  lr, beta, gamma, s = 1e-2, 0.5, 0.25, 2
+  alpha = lr / (s * 1 * beta * gamma)
+  learner = build('mer', tto_opt='sgd', tto_lr=lr, beta=beta, gamma=gamma,
+                  batches_per_step=s, steps_per_batch=1, replay_ratio=0.0)
   state0 = start(learner)
   got = jax.jit(learner.adapt)(state0, FIRST_TASK, jnp.int32(3))['params']
   setup = learners.build_setup(tiny_config(), 'mer', MODALITY)
@@ -226,10 +230,59 @@ def test_mer_reptile_interpolations():
   theta = state0['params']
   for _ in range(3):
     inner = theta
-    for _ in range(2):
+    for _ in range(s):
       inner = jax.tree.map(lambda p, g: p - beta * alpha * g, inner, grad(inner))
     theta = jax.tree.map(lambda a, b: a + gamma * (b - a), theta, inner)
   close(got, theta)
+
+
+def test_mer_takes_one_sequential_step_per_example_with_replay_mixed_in(monkeypatch):
+  """Sample level (steps_per_batch 0): each batch is one SGD step per sample, every
+  current sample exactly once and as many replayed ones (replay_ratio 0.5), the
+  replayed ones from earlier tasks only; s = 2 batches per test-time step."""
+  calls = []
+  original = mer.example_step
+
+  def spy(opt, loss, apply_fn, params, opt_state, ex, ey):
+    jax.debug.callback(lambda *a: calls.append([np.asarray(v) for v in a]), ex, ey)
+    return original(opt, loss, apply_fn, params, opt_state, ex, ey)
+  monkeypatch.setattr(mer, 'example_step', spy)
+  learner = build('mer', buffer_fraction=0.5, replay_ratio=0.5, steps_per_batch=0,
+                  batches_per_step=2)
+  episode = labelled_episode()
+  two = jax.tree.map(lambda a: a[:2], episode._replace(query_x=None, query_y=None))
+  jax.jit(learner.adapt)(start(learner), two, jnp.int32(1))
+  jax.effects_barrier()
+  m = episode.context_x.shape[1]
+  assert len(calls) == 2 * 2 * 2 * m            # tasks x batches x (m current + m replayed)
+  assert all(ex.shape == (1, 2) for ex, _ in calls)          # one sample a step
+  for b in range(4):                                          # task 1 then task 2, s = 2
+    batch = calls[b * 2 * m:(b + 1) * 2 * m]
+    task = b // 2
+    current = [ex[0] for ex, ey in batch if ey[0, 0] == task + 1]
+    replayed = [ey[0, 0] for _, ey in batch if ey[0, 0] != task + 1]
+    if task == 1:     # every current sample once; m replayed ones, of task 1 only
+      assert len(current) == m and set(replayed) == {1.0} and len(replayed) == m
+      np.testing.assert_array_equal(np.sort(np.stack(current), 0),
+                                    np.sort(np.asarray(episode.context_x[1]), 0))
+      assert [ey[0, 0] == 2.0 for _, ey in batch] != [True] * m + [False] * m   # mixed
+    else:             # empty buffer: stand-ins for the replayed steps (skipped)
+      assert len(current) == 2 * m
+
+
+def test_one_mer_step_moves_as_far_as_one_cl_step_to_first_order():
+  """tto_lr is the rate of a whole MER step: with a small rate, one step (2 batches of
+  4 examples, beta 0.3) displaces the params like one SGD step of CL at that rate."""
+  sgd = dict(tto_opt='sgd', tto_lr=1e-4)
+  learner = build('mer', replay_ratio=0.0, steps_per_batch=4, batches_per_step=2,
+                  beta=0.3, gamma=1.0, **sgd)
+  cl = build_plain('cl', MODALITY, sgd)
+  state0 = start(learner)
+  moved = distance(jax.jit(learner.adapt)(state0, FIRST_TASK, jnp.int32(1))['params'],
+                   state0['params'])
+  moved_cl = distance(jax.jit(cl.adapt)(start(cl), FIRST_TASK, jnp.int32(1))['params'],
+                      state0['params'])
+  assert moved == pytest.approx(moved_cl, rel=0.05), (moved, moved_cl)
 
 
 # EWC: a Fisher-weighted pull towards the previous task's params.
@@ -260,3 +313,107 @@ def test_ewc_with_huge_lambda_holds_the_first_tasks_params():
   ewc_drift = distance(ewc_final, after_1['params'])
   cl_drift = distance(cl_final, after_1['params'])
   assert ewc_drift < 0.2 * cl_drift, (ewc_drift, cl_drift)
+
+
+def two_task_signal():
+  two = ImageTasks(shape=(8, 8), channels=3, grid=(1, 2))
+  episode = jax.tree.map(jnp.asarray, two.episode(helpers.smooth_images(1, seed=3)[0]))
+  return task_spec(two), episode
+
+
+def test_ewc_uses_the_models_fisher_which_does_not_vanish_at_a_fitted_task():
+  """Kirkpatrick et al.'s Fisher E[J^T J]: at params that fit task 1, the empirical
+  Fisher mean (J^T r)^2 is ~0 (r ~ 0) but EWC's is not, so its penalty holds."""
+  learner = build('ewc', tto_opt='adam', tto_lr=1e-2)
+  state = jax.jit(learner.adapt)(start(learner), FIRST_TASK, jnp.int32(200))
+  x, y = FIRST_TASK.context_x[0], FIRST_TASK.context_y[0]
+  assert task_mse(learner, state, x, y) < 1e-3
+  setup = learners.build_setup(tiny_config(), 'ewc', MODALITY)
+  total = lambda tree: sum(float(jnp.sum(v)) for v in jax.tree.leaves(tree))
+  kept = total(state['fisher'])
+  np.testing.assert_allclose(kept, total(fisher.model_diag_fisher(setup.apply, state['params'],
+                                                                   x)), rtol=1e-4)
+  assert kept > 100 * total(fisher.diag_fisher(setup.apply, state['params'], x, y)) > 0
+
+
+def test_ewc_forgets_less_than_cl_on_two_tasks():
+  spec, episode = two_task_signal()
+  x1, y1 = episode.context_x[0], episode.context_y[0]
+  fast = dict(tto_opt='adam', tto_lr=1e-2)
+  steps = jnp.int32(60)
+  cl = build_plain('cl', spec, fast)
+  ewc_learner = build_plain('ewc', spec, dict(fast, ewc_lambda=1.0))
+  forgot = task_mse(cl, jax.jit(cl.adapt)(start(cl), episode, steps), x1, y1)
+  kept = task_mse(ewc_learner, jax.jit(ewc_learner.adapt)(start(ewc_learner), episode, steps),
+                  x1, y1)
+  assert kept < forgot / 2, (kept, forgot)
+
+
+def test_ewc_sums_one_penalty_per_finished_task():
+  """(A, m) of add_task have the gradient of sum_j F_j (theta - theta*_j)^2."""
+  keys = jax.random.split(jax.random.key(0), 5)
+  shape = {'w': (3, 2)}
+  f1, f2 = ({'w': jnp.abs(jax.random.normal(k, (3, 2)))} for k in keys[:2])
+  a1, a2, theta = ({'w': jax.random.normal(k, (3, 2))} for k in keys[2:])
+  zeros = jax.tree.map(jnp.zeros, shape, is_leaf=lambda s: isinstance(s, tuple))
+  f, m = ewc.add_task(zeros, a1, f1, a1)
+  f, m = ewc.add_task(f, m, f2, a2)
+  both = lambda p: ewc.penalty(p, f1, a1, 2.0) + ewc.penalty(p, f2, a2, 2.0)
+  close(jax.grad(lambda p: ewc.penalty(p, f, m, 2.0))(theta), jax.grad(both)(theta))
+
+
+# ER's buffer: a fraction of the signal, the same at every scale.
+
+@pytest.mark.parametrize('size', [8, 16])
+def test_er_buffer_holds_its_fraction_of_the_signal(size):
+  tasks = ImageTasks(shape=(size, size), channels=3, grid=(1, 4))
+  episode = jax.tree.map(jnp.asarray, tasks.episode(helpers.smooth_images(1, size=size)[0]))
+  learner = build_plain('er', task_spec(tasks), dict(buffer_fraction=0.25))
+  state = jax.jit(learner.adapt)(start(learner), episode, jnp.int32(1))
+  assert state['buffer']['x'].shape[0] == size * size // 4
+  helpers.one_line_error('buffer_fraction=0.0 must be in', build, 'er', buffer_fraction=0.0)
+
+
+# OML: an online inner trajectory and a remember set in the meta-loss.
+
+def test_oml_steps_fit_small_batches_online_or_the_whole_task():
+  x, y = FIRST_TASK.context_x[0], FIRST_TASK.context_y[0]
+  for online_batch in (4, 0):
+    c = tiny_config(oml=dict(rln_layers=2, online_batch=online_batch, tto_opt='sgd',
+                             tto_lr=0.1))
+    learner = learners.build(c, 'oml', MODALITY)
+    setup = learners.build_setup(c, 'oml', MODALITY)
+    state0 = start(learner)
+    got = jax.jit(learner.adapt)(state0, FIRST_TASK, jnp.int32(2))['pln']
+    sx, sy = oml.stream(x, y, 0) if online_batch else (x, y)
+    pln = state0['pln']
+    for k in range(2):
+      rows = slice(k * online_batch, (k + 1) * online_batch) if online_batch else slice(None)
+      grad = jax.grad(lambda p: setup.loss(
+          lambda q, xs: setup.apply({**state0['rln'], **q}, xs), p, sx[rows], sy[rows]))(pln)
+      pln = jax.tree.map(lambda p, g: p - 0.1 * g, pln, grad)
+    close(got, pln)
+  assert sorted(np.asarray(oml.stream(x, y, 0)[0]).tolist()) == sorted(np.asarray(x).tolist())
+
+
+def test_oml_meta_loss_joins_the_trajectory_and_the_remember_set():
+  """With online batches the meta-loss is the size-weighted loss on S_traj (the rows the
+  inner loop fitted) and S_rand (the whole signal); full batch: the whole signal."""
+  for online_batch in (4, 0):
+    c = tiny_config(oml=dict(rln_layers=2, online_batch=online_batch))
+    learner = learners.build(c, 'oml', MODALITY)
+    setup = learners.build_setup(c, 'oml', MODALITY)
+    meta = learner.init(jax.random.key(0))
+    loss, _ = jax.jit(learner.meta_loss)(meta, EPISODE)
+    state = learner.adapt(learner.start(meta), EPISODE, c.meta.inner_steps)
+    params = {**state['rln'], **state['pln']}
+    task_loss = lambda xs, ys: float(setup.loss(setup.apply, params, xs, ys))
+    rand = np.mean([task_loss(EPISODE.context_x[t], EPISODE.context_y[t]) for t in range(4)])
+    if not online_batch:
+      assert float(loss) == pytest.approx(rand, rel=1e-5)
+      continue
+    fitted = c.meta.inner_steps * online_batch
+    traj = np.mean([task_loss(*(a[:fitted] for a in oml.stream(
+        EPISODE.context_x[t], EPISODE.context_y[t], t))) for t in range(4)])
+    m = EPISODE.context_x.shape[1]
+    assert float(loss) == pytest.approx((fitted * traj + m * rand) / (fitted + m), rel=1e-5)

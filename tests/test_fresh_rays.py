@@ -235,8 +235,8 @@ def test_training_renders_are_jittered_and_metric_renders_are_midpoints(scene):
 def test_learners_with_their_own_loops_adapt_on_fresh_rays(scene, name):
   tasks, episode = scene
   config = scene_config()
-  config.methods.er.update(buffer_size=32)
-  config.methods.mer.update(buffer_size=32)
+  config.methods.er.update(buffer_fraction=0.0625)      # 32 of 512 rays
+  config.methods.mer.update(buffer_fraction=0.0625)
   config.methods.meil_nerf.update(replay_size=8)
   config.methods.oml.update(rln_layers=1)
   learner, _ = build(tasks, name, config)

@@ -1,4 +1,5 @@
-"""MEIL-NeRF: self-distillation on inputs replayed from earlier tasks only."""
+"""MEIL-NeRF: self-distillation on inputs replayed from earlier tasks only, drawn afresh
+at every step, with the model as it was when the task began as the teacher."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,8 +14,38 @@ EPISODE = jax.tree.map(lambda x: jnp.asarray(x[0]), helpers.tiny_episodes(1))
 def test_replayed_inputs_come_from_earlier_tasks_only():
   x = jnp.arange(4 * 5, dtype=jnp.float32).reshape(4, 5, 1)   # task t holds 5t..5t+4
   for t in range(1, 4):
-    replay = np.asarray(meil_nerf.replay_inputs(x, jnp.int32(t), 64))
-    assert replay.max() < 5 * t and replay.min() >= 0
+    for step in (0, 7):
+      replay = np.asarray(meil_nerf.replay_inputs(x, jnp.int32(t), 64, jnp.int32(step)))
+      assert replay.max() < 5 * t and replay.min() >= 0
+
+
+def test_past_inputs_are_resampled_every_step():
+  x = jnp.arange(4 * 50, dtype=jnp.float32).reshape(4, 50, 1)
+  draws = [np.asarray(meil_nerf.replay_inputs(x, jnp.int32(3), 8, jnp.int32(k)))
+           for k in range(20)]
+  assert not np.array_equal(draws[0], draws[1])
+  assert len(np.unique(np.concatenate(draws))) > 3 * len(np.unique(draws[0]))
+
+
+def test_targets_are_the_previous_models_predictions(monkeypatch):
+  """While task t is learned, the distillation targets are the predictions of the params
+  at the end of task t - 1, at every step (the student moves, the teacher does not)."""
+  seen = []
+  original = meil_nerf.charbonnier
+
+  def spy(residual, eps=meil_nerf.EPS):
+    jax.debug.callback(lambda r: seen.append(np.asarray(r)), residual)
+    return original(residual, eps)
+  monkeypatch.setattr(meil_nerf, 'charbonnier', spy)
+  learner, _ = build(replay_lambda=1.0, replay_size=16)
+  state0 = learner.start(learner.init(jax.random.key(0)))
+  two = jax.tree.map(lambda a: a[:2], EPISODE._replace(query_x=None, query_y=None))
+  jax.jit(learner.adapt)(state0, two, jnp.int32(3))
+  jax.effects_barrier()
+  # task 2, step 0: the student is still the teacher, so the residual is exactly zero;
+  # later steps: the student has moved away from its own earlier predictions.
+  task2 = seen[3:]
+  assert len(task2) == 3 and np.all(task2[0] == 0) and np.abs(task2[2]).max() > 0
 
 
 def build(**values):

@@ -7,9 +7,11 @@ import sys
 import textwrap
 
 import jax
+import numpy as np
 import pytest
 
 from mclnf_jax import learners, tuning
+from mclnf_jax.configs import base, keys
 from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.image import ImageTasks
 from mclnf_jax.types import stack_episodes
@@ -74,3 +76,63 @@ def test_the_command_writes_tto_json_and_evaluation_uses_it(tmp_path):
   result = json.loads((work / 'results' / 'ol.json').read_text())
   used = result['identity']['methods']['ol']
   assert (used['tto_opt'], used['tto_lr']) == (chosen['ol']['tto_opt'], chosen['ol']['tto_lr'])
+
+
+def test_every_knob_is_declared_result_and_belongs_to_a_learner_not_meta_learned():
+  declared = base.declarations()
+  for name, grid in tuning.KNOBS.items():
+    assert not learners.BY_NAME[name].meta_learned, name
+    assert 0 < len(grid) <= tuning.KNOB_BUDGET, name
+    for values in grid:
+      assert set(values) == set(grid[0]), name        # one set of knobs per learner
+      for key in values:
+        assert declared[f'methods.{name}.{key}'].kind == keys.RESULT, (name, key)
+
+
+def test_knobs_are_chosen_after_the_rate_on_the_same_criterion(monkeypatch):
+  """EWC: the (optimiser, rate) first, then each lambda of its grid at that pair; the
+  configured lambda's first-stage score competes; the best is kept and applied."""
+  config, spec = helpers.tiny_config('ewc'), task_spec(TASKS)
+  config.methods.ewc.ewc_lambda = 3.0
+  tried = []
+
+  def fake(config, name, spec, modality, meta_params, val, steps, values):
+    tried.append(dict(values))
+    lam = values.get('ewc_lambda', config.methods[name].ewc_lambda)
+    return 'psnr', -abs(lam - 0.1) + (values['tto_lr'] == 1e-2)   # best: 1e-2, lambda 0.1
+  monkeypatch.setattr(tuning, '_score', fake)
+  monkeypatch.setattr(tuning, 'KNOBS', {'ewc': [{'ewc_lambda': v} for v in (0.1, 1.0, 3.0)]})
+  chosen = tuning.choose(config, 'ewc', spec, TASKS, None, None,
+                         [('sgd', 1e-3), ('sgd', 1e-2)], 4, lambda _: None)
+  assert (chosen['tto_opt'], chosen['tto_lr']) == ('sgd', 1e-2)
+  assert chosen['knobs'] == {'ewc_lambda': 0.1}
+  assert set(chosen['knob_scores']) == {'ewc_lambda=3', 'ewc_lambda=0.1', 'ewc_lambda=1'}
+  assert len(tried) == 2 + 2          # the configured 3.0 is not evaluated twice
+  assert all(t['tto_lr'] == 1e-2 for t in tried[2:])
+
+
+def test_apply_sets_the_tuned_knobs_and_refuses_others(tmp_path):
+  config = helpers.tiny_config('ewc,mer')
+  tuning.write(str(tmp_path), {'ewc': {'tto_opt': 'adam', 'tto_lr': 0.01,
+                                       'knobs': {'ewc_lambda': 10.0}},
+                               'mer': {'tto_opt': 'sgd', 'tto_lr': 0.1,
+                                       'knobs': {'beta': 0.1, 'gamma': 0.3}}})
+  tuned = tuning.apply(config, str(tmp_path))
+  assert tuned.methods.ewc.ewc_lambda == 10.0
+  assert (tuned.methods.mer.beta, tuned.methods.mer.gamma) == (0.1, 0.3)
+  tuning.write(str(tmp_path), {'ewc': {'tto_opt': 'adam', 'tto_lr': 0.01,
+                                       'knobs': {'width': 512}}})
+  helpers.one_line_error(r'tto.json is not a test-time tuning result .*width',
+                         tuning.apply, config, str(tmp_path))
+
+
+def test_a_baseline_is_tuned_end_to_end_on_real_evaluations():
+  config, spec = helpers.tiny_config('ewc'), task_spec(TASKS)
+  params = learners.build(config, 'ewc', spec).init(jax.random.key(0))
+  episodes = stack_episodes([TASKS.episode(i) for i in helpers.smooth_images(1, size=12)])
+  with pytest.MonkeyPatch.context() as m:
+    m.setattr(tuning, 'KNOBS', {'ewc': [{'ewc_lambda': 0.1}]})
+    chosen = tuning.choose(config, 'ewc', spec, TASKS, params, episodes,
+                           [('adam', 1e-2)], 2, lambda _: None)
+  assert chosen['knobs']['ewc_lambda'] in (0.1, config.methods.ewc.ewc_lambda)
+  assert len(chosen['knob_scores']) == 2 and all(np.isfinite(list(chosen['knob_scores'].values())))

@@ -41,7 +41,7 @@ def cpu_sized(c: ml_collections.ConfigDict) -> None:
   c.render.update(num_samples=16, hierarchical_samples=0, chunk=4096)
   base.set_widths(c, 64, 32)
   c.methods.meil_nerf.update(replay_size=128)
-  c.methods.er.update(buffer_size=1024)
+  # ER's buffer: its declared fraction of the signal (10% of the pool rays), as at paper scale.
   # Inner / test-time rules: plain SGD at a large rate suits ReLU NeRFs on few rays for
   # the meta-learned methods; random-init methods use Adam.
   for m in learners.METHODS:

@@ -30,7 +30,8 @@ class Method(NamedTuple):
   meta_learned: bool     # has a meta-trained init (meta_loss)
   modalities: tuple      # the modalities whose paper tables list it
   sgd_rule: bool = False  # adapts with the SGD rule it defines (MAML+CL and OML: the
-                          # meta-trained inner rule; MER: its alpha), not a tuned optimiser
+                          # meta-trained inner rule; MER: its Reptile steps at tto_lr per
+                          # test-time step), not a tuned optimiser
 
 
 # The paper's method groups, in table order.

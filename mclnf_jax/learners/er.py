@@ -7,6 +7,13 @@ the buffer. A task's samples (for scenes, its whole ray pool) are offered to the
 only when that task is finished, so the buffer only ever holds earlier tasks' samples;
 while it is empty (the first task) there is no replay and ER equals CL.
 
+The buffer holds a stated fraction of the signal, the same at every scale:
+`buffer_fraction` of the signal's context samples (T tasks x m samples a task, read from
+the episode's shapes: pixels for grids, pool rays for scenes), at least one slot. So a
+32x32 image and a 180x180 one both keep 10% of their pixels (the default), and ER never
+turns into offline learning by holding the whole signal. (The paper states no buffer
+size for its ER, MER rows.)
+
 The buffer is part of the state: fixed-size arrays, the number of samples offered so
 far and a PRNG key, so adaptation stays one jittable function with fixed shapes.
 Its sample shapes come from the episode (for scenes they are rays, not field inputs),
@@ -102,9 +109,16 @@ def tree_where(cond: jax.Array, a: Any, b: Any) -> Any:
   return jax.tree_util.tree_map(lambda u, v: jnp.where(cond, u, v), a, b)
 
 
-def check_replay(name: str, buffer_size: int, replay_ratio: float) -> None:
-  if buffer_size <= 0:
-    raise UserError(f'config.methods.{name}.buffer_size={buffer_size} must be positive')
+def buffer_slots(buffer_fraction: float, episode: Episode) -> int:
+  """Slots of the buffer: buffer_fraction of the signal's T x m context samples (>= 1)."""
+  total = episode.context_x.shape[0] * episode.context_x.shape[1]
+  return max(1, int(round(buffer_fraction * total)))
+
+
+def check_replay(name: str, buffer_fraction: float, replay_ratio: float) -> None:
+  if not 0.0 < buffer_fraction <= 1.0:
+    raise UserError(f'config.methods.{name}.buffer_fraction={buffer_fraction} must be in '
+                    '(0, 1]: the fraction of the signal\'s samples the buffer holds')
   if not 0.0 <= replay_ratio < 1.0:
     raise UserError(f'config.methods.{name}.replay_ratio={replay_ratio} must be in [0, 1)')
 
@@ -115,8 +129,9 @@ def start_with_key(optimizer: optax.GradientTransformation):
                          'key': jax.random.PRNGKey(SEED)}
 
 
-def with_buffer(task_fn, buffer_size: int):
-  """adapt(state, episode, steps) running task_fn over tasks with a fresh buffer.
+def with_buffer(task_fn, buffer_fraction: float):
+  """adapt(state, episode, steps) running task_fn over tasks with a fresh buffer of
+  `buffer_slots(buffer_fraction, episode)` samples.
 
   task_fn(state, x, y, steps, key) trains on one task with its own PRNG key (the buffer
   in state['buffer'] holds earlier tasks only); its samples are offered to the buffer
@@ -125,7 +140,8 @@ def with_buffer(task_fn, buffer_size: int):
   def adapt(state, episode: Episode, steps):
     state = dict(state)
     key = state.pop('key')            # the buffer's key from now on
-    state['buffer'] = empty_buffer(buffer_size, episode.context_x, episode.context_y, key)
+    size = buffer_slots(buffer_fraction, episode)
+    state['buffer'] = empty_buffer(size, episode.context_x, episode.context_y, key)
 
     def one_task(state, x, y, t):
       task_key, buffer_key = jax.random.split(state['buffer']['key'])
@@ -136,9 +152,10 @@ def with_buffer(task_fn, buffer_size: int):
   return adapt
 
 
-def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float) -> base.Learner:
+def replay_learner(name: str, s: Setup, *, buffer_fraction: float,
+                   replay_ratio: float) -> base.Learner:
   """CL with a reservoir replay buffer mixed into every step."""
-  check_replay(name, buffer_size, replay_ratio)
+  check_replay(name, buffer_fraction, replay_ratio)
   opt = s.tto_opt
   batches = s.tto_batches
   replayed = replay_batch(batches)
@@ -167,11 +184,12 @@ def replay_learner(name: str, s: Setup, *, buffer_size: int, replay_ratio: float
   return base.Learner(
       name=name, meta_learned=False, resumable=False, init=s.field.init,
       start=start_with_key(opt),
-      adapt=with_buffer(task_fn, buffer_size),
+      adapt=with_buffer(task_fn, buffer_fraction),
       predict=lambda state, x: s.apply(state['params'], x))
 
 
 def make(setup: Setup) -> base.Learner:
   """The learner with the settings in config.methods.er."""
   m = setup.method
-  return replay_learner('er', setup, buffer_size=m.buffer_size, replay_ratio=m.replay_ratio)
+  return replay_learner('er', setup, buffer_fraction=m.buffer_fraction,
+                        replay_ratio=m.replay_ratio)
