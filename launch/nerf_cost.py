@@ -29,7 +29,7 @@ flags.DEFINE_bool('compile_only', False, 'Plan memory only; do not time anything
 flags.DEFINE_integer('query_rays', 4096, 'Rays rendered per timing.')
 
 
-def synthetic_batch(modality: SceneTasks, batch: int, rays: int) -> Episode:
+def synthetic_batch(modality: SceneTasks, batch: int, rays: int, pool: int) -> Episode:
   """Rays looking down from above the canonical block, of the config's shapes."""
   rng = np.random.default_rng(0)
   def rays_of(n):
@@ -37,7 +37,9 @@ def synthetic_batch(modality: SceneTasks, batch: int, rays: int) -> Episode:
     direction = np.concatenate([rng.normal(0, 0.3, (n, 2)), -np.ones((n, 1))], -1)
     direction /= np.linalg.norm(direction, axis=-1, keepdims=True)
     return np.concatenate([origin, direction], -1).astype(np.float32)
-  t, m = modality.num_tasks, modality.rays_per_task
+  # Each task's context set is a pool the inner loop draws its batches from (see
+  # tasks/scene.py): as many rays as the config keeps per cell.
+  t, m = modality.num_tasks, pool
   one = Episode(rays_of(t * m).reshape(t, m, 6), rng.uniform(0, 1, (t, m, 3)).astype(np.float32),
                 rays_of(rays), rng.uniform(0, 1, (rays, 3)).astype(np.float32))
   return jax.tree_util.tree_map(lambda x: jnp.asarray(np.stack([x] * batch)), one)
@@ -51,21 +53,26 @@ def main(argv):
   modality = SceneTasks(grid=tuple(config.tasks.grid), bounds=(-1.0, 1.0, -1.0, 1.0),
                         near=0.1, far=4.0, image_shape=(config.data.resolution,) * 2,
                         query_views=1, rays_per_task=s.rays_per_task,
+                        tto_rays_per_task=s.tto_rays_per_task, pool_rays=s.pool_rays,
+                        query_rays_per_task=s.query_rays_per_task, stratified=s.stratified,
                         num_samples=r.num_samples, hierarchical_samples=r.hierarchical_samples,
                         chunk=r.chunk)
   learner = learners.build(config, flags.FLAGS.learner, task_spec(modality))
   m = config.meta
   optimizer = meta.outer_optimizer(m)
   state = meta.init_state(learner, optimizer, jax.random.key(0))
-  batch = synthetic_batch(modality, m.batch_size, flags.FLAGS.query_rays)
-  t0 = time.perf_counter()
-  compiled = meta.make_meta_step(learner, optimizer).lower(state, batch).compile()
+  # pool_rays 0 keeps every ray of a cell's views: views_per_cell views of the resolution.
+  pool = s.pool_rays or s.views_per_cell * config.data.resolution ** 2
+  batch = synthetic_batch(modality, m.batch_size, flags.FLAGS.query_rays, pool)
   out = {'config': config.name, 'learner': learner.name, 'backend': jax.default_backend(),
          'meta_batch': m.batch_size, 'inner_steps': m.inner_steps,
          'rays_per_task': s.rays_per_task,
-         'samples_per_ray': r.num_samples + r.hierarchical_samples,
-         'meta_step_peak_mib': round(compute_cost.planned_bytes(compiled) / 2**20, 1),
-         'compile_s': round(time.perf_counter() - t0, 1)}
+         'samples_per_ray': r.num_samples + r.hierarchical_samples}
+  if learner.meta_learned:    # learners without a meta-step (ol, er, ...) render only
+    t0 = time.perf_counter()
+    compiled = meta.make_meta_step(learner, optimizer).lower(state, batch).compile()
+    out.update(meta_step_peak_mib=round(compute_cost.planned_bytes(compiled) / 2**20, 1),
+               compile_s=round(time.perf_counter() - t0, 1))
   if not flags.FLAGS.compile_only:
     one = jax.tree_util.tree_map(lambda x: x[0], batch)
     render = jax.jit(learner.predict)

@@ -148,5 +148,10 @@ def test_cli_runs_on_transforms_json_scenes(scenes_root, tmp_path):
       env=dict(os.environ, JAX_PLATFORMS='cpu'), timeout=600)
   assert done.returncode == 0, done.stderr[-3000:]
   assert os.path.getsize(tmp_path / 'work' / 'table_psnr.md') > 0
+  # What a user with real scenes sees: RGB / depth / opacity per method, the routing map
+  # and the fly-through (one learner here, so one panel).
+  for f in ('scene_views_0.png', 'scene_routing_0.png', 'flythrough_0.gif',
+            'results/modular_flythrough_0.gif'):
+    assert os.path.getsize(tmp_path / 'work' / f) > 0, f
   with open(tmp_path / 'work' / 'modular' / 'config.json') as f:
     assert json.load(f)['data']['name'] == 'transforms_json'

@@ -154,7 +154,9 @@ def test_flythroughs_are_scaled_up_gifs(tmp_path):
   states = {'w': np.arange(2.0)}
   predict = lambda state, rays: rays[:, :3] + state['w'] * 0
   report.save_flythroughs(_Orbit(), 'mcl', predict, states, ['block', None], 4, str(tmp_path))
-  assert os.listdir(tmp_path) == ['mcl_flythrough_4.gif']
+  assert sorted(os.listdir(tmp_path)) == ['mcl_flythrough_4.gif', 'mcl_flythrough_4.npz']
+  with np.load(tmp_path / 'mcl_flythrough_4.npz') as kept:   # for the side-by-side
+    assert kept['frames'].shape == (3, 8, 10, 3) and kept['frames'].dtype == np.uint8
   with Image.open(tmp_path / 'mcl_flythrough_4.gif') as gif:
     assert gif.n_frames == 3 and gif.height >= 256 + figures.LABEL_HEIGHT
 

@@ -91,7 +91,12 @@ def test_nerf_on_a_matrixcity_fixture(matrixcity_root, tmp_path):
   c = nerf_config(root, test_block)
   results = experiment.run(c, str(tmp_path), 'train_and_eval')
   assert np.isfinite(results['modular']['curves']['psnr']).all()
-  for f in ('table_psnr.md', 'reconstructions_0.png', 'results/modular_flythrough_0.gif'):
-    assert os.path.getsize(tmp_path / f) > 0
+  for f in ('table_psnr.md', 'reconstructions_0.png', 'results/modular_flythrough_0.gif',
+            'scene_views_0.png', 'scene_routing_0.png', 'flythrough_0.gif'):
+    assert os.path.getsize(tmp_path / f) > 0, f
+  # The best learner beside the best of the other kind (modular, MEIL-NeRF), >= 256 px.
+  from PIL import Image
+  with Image.open(tmp_path / 'flythrough_0.gif') as gif:
+    assert gif.height >= 256 and gif.width >= 2 * 256 and gif.n_frames > 1
   with open(tmp_path / 'modular' / 'config.json') as f:
     assert json.load(f)['data']['name'] == 'matrixcity'

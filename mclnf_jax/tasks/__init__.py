@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from mclnf_jax.types import ApplyFn, Episode, TaskSpec
-from mclnf_jax.visuals import FlythroughRays, Visual
+from mclnf_jax.visuals import FigureRays, FlythroughRays, Visual
 
 
 class Modality(Protocol):
@@ -51,6 +51,22 @@ class Modality(Protocol):
   def flythrough_rays(self, signal: Any) -> Optional[FlythroughRays]:
     """A camera path around a signal, as rays to render with each adapted field (a GIF
     per signal), or None where the modality has none."""
+
+
+class Figures(Protocol):
+  """Optional hooks of a modality whose figures need the adapted fields themselves
+  (scenes: depth, opacity, a top-down view); `report` uses them where a modality has
+  them (`getattr`), so the grid modalities need not declare them."""
+
+  def figure_rays(self, signal: Any) -> Optional[FigureRays]:
+    """Inputs to render with each learner's adapted field (`learner.predict(state,
+    rays)`, one call) for a shown signal, and the signal's data the figures need."""
+
+  def figure_visuals(self, index: int, episode: Episode, renders: Mapping[str, np.ndarray],
+                     data: Mapping[str, np.ndarray], step: int, best: str) -> list[Visual]:
+    """Specs of shown signal `index`'s figures from each method's predictions on
+    `figure_rays` (`renders`), its episode and `data`, after `step` test-time steps;
+    `best`: the learner with the highest last-step score."""
 
 
 def task_spec(modality: Modality) -> TaskSpec:

@@ -20,6 +20,13 @@ column, a jitter seed in [0, 1) hashed from the ray and k, from which the predic
 stratified sample offsets along it (NeRF eq. 2); rays of 6 columns (metrics, figures)
 render at midpoint samples. Everything is a pure function of (seed, block, cell, k), so
 reruns, resumed meta-training, scans and fori_loops fit the same rays.
+
+Figures (report time, from each learner's adapted fields through its own `predict`, so
+learners stay unchanged): rays of `FIGURE_COLUMNS` = 8 columns (origin, direction, two
+zero columns: `figure_columns`) render at midpoint samples to [N, 5] = (rgb, depth,
+opacity) instead of rgb. `figure_rays` gives such rays for the first held-out views and
+a straight-down view of the block; `figure_visuals` turns every method's renders into
+panels of RGB, depth and opacity beside the ground truth and a map of expert routing.
 """
 import dataclasses
 import zlib
@@ -29,12 +36,16 @@ import jax.numpy as jnp
 import numpy as np
 
 import mclnf_jax.render as render   # the module (mclnf_jax.render is also an API name)
-from mclnf_jax.data.scene import Scene, SceneSignal, views_by_cell
+from mclnf_jax.data.scene import Scene, SceneSignal, view_anchor_xy, views_by_cell
 from mclnf_jax.errors import UserError
 from mclnf_jax.types import Episode
 from mclnf_jax.tasks.image import rgb_metrics
 from mclnf_jax.tasks.video import frame_visuals
-from mclnf_jax.visuals import FlythroughRays, Visual
+from mclnf_jax.visuals import FigureRays, FlythroughRays, Panel, PanelGrid, RoutingMap, Visual
+
+FIGURE_COLUMNS = 8      # rays rendered to (rgb, depth, opacity) for figures (see module doc)
+FIGURE_VIEWS = 2        # held-out views shown with depth and opacity
+TOPDOWN_PIXELS = 64     # side of the straight-down view under the routing map
 
 
 def _rays(scene: Scene) -> np.ndarray:
@@ -134,24 +145,27 @@ class SceneTasks:
 
   def predictor(self, apply_fn):
     """Rays [N, 6] -> rendered RGB [N, 3] at midpoint samples; rays [N, 7] (drawn for
-    training, see `draw`) at samples jittered by their seed column. In chunks of `chunk`
-    rays when N is large."""
+    training, see `draw`) at samples jittered by their seed column; rays [N, 8] (for
+    figures, `figure_columns`) -> [N, 5] = (rgb, depth, opacity) at midpoint samples.
+    In chunks of `chunk` rays when N is large."""
     def render_rgb(params, rays):
-      jitter = rays[:, 6] if rays.shape[-1] > 6 else None
+      jitter = rays[:, 6] if rays.shape[-1] == 7 else None
       out = render.render_rays(apply_fn, params, rays[:, :3], rays[:, 3:6], None,
                                near=self.near, far=self.far, num_samples=self.num_samples,
                                background=jnp.asarray(self.background),
                                stratified=jitter is not None, jitter=jitter,
                                hierarchical_samples=self.hierarchical_samples)
+      if rays.shape[-1] == FIGURE_COLUMNS:
+        return jnp.concatenate([out['rgb'], out['depth'][:, None], out['acc'][:, None]], -1)
       return out['rgb']
 
     def predict(params, rays):
-      n = rays.shape[0]
+      n, width = rays.shape[0], (5 if rays.shape[-1] == FIGURE_COLUMNS else 3)
       if n <= self.chunk:
         return render_rgb(params, rays)
       pad = -n % self.chunk
       chunks = jnp.pad(rays, ((0, pad), (0, 0))).reshape(-1, self.chunk, rays.shape[-1])
-      return jax.lax.map(lambda r: render_rgb(params, r), chunks).reshape(-1, 3)[:n]
+      return jax.lax.map(lambda r: render_rgb(params, r), chunks).reshape(-1, width)[:n]
     return predict
 
   def route(self, points: jax.Array) -> jax.Array:
@@ -171,7 +185,7 @@ class SceneTasks:
   def host_metrics(self, pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
     return {}
 
-  def flythrough_rays(self, signal: SceneSignal, frames: int = 24) -> FlythroughRays:
+  def flythrough_rays(self, signal: SceneSignal, frames: int = 36) -> FlythroughRays:
     """A circle flown around the block: `frames` views of `image_shape` (for a GIF)."""
     from mclnf_jax.data.city import orbit_cameras
     from mclnf_jax.data.scene import camera_rays
@@ -188,3 +202,107 @@ class SceneTasks:
     """Held-out views rendered by each method beside ground truth: a grid and a GIF per
     block (as video frames)."""
     return frame_visuals(truths, recons, scores)
+
+  # ------------------------------------------------------------------ figures ---
+
+  def figure_columns(self, rays):
+    """Rays [N, 6] -> [N, FIGURE_COLUMNS]: rendered to (rgb, depth, opacity) by
+    `predictor` (see module doc)."""
+    xp = jnp if isinstance(rays, jax.Array) else np
+    return xp.concatenate([rays[:, :6], xp.zeros_like(rays[:, :2])], -1)
+
+  def topdown_rays(self, ground_z: float, altitude: float,
+                   pixels: int = TOPDOWN_PIXELS) -> np.ndarray:
+    """[pixels^2, 6] parallel rays straight down over `bounds` from `altitude` above the
+    ground, one per pixel centre, row 0 at y = ymax (north up)."""
+    xmin, xmax, ymin, ymax = self.bounds
+    x = xmin + (np.arange(pixels) + 0.5) / pixels * (xmax - xmin)
+    y = ymax - (np.arange(pixels) + 0.5) / pixels * (ymax - ymin)
+    gx, gy = np.meshgrid(x, y)
+    origins = np.stack([gx, gy, np.full_like(gx, ground_z + altitude)], -1).reshape(-1, 3)
+    dirs = np.broadcast_to(np.array([0.0, 0.0, -1.0]), origins.shape)
+    return np.concatenate([origins, dirs], -1).astype(np.float32)
+
+  def figure_rays(self, signal: SceneSignal) -> FigureRays:
+    """What the figures render with each adapted field (one call, [N, 8] rays): the
+    first `FIGURE_VIEWS` held-out views, then a straight-down view of the block from the
+    cameras' height (capped inside `far`). `data`: the views' ground-truth depth where
+    the scene has it, the context cameras' xy and the task (cell) each looks at."""
+    scene = signal.heldout if signal.heldout is not None else signal.context
+    shown = min(FIGURE_VIEWS, self.query_views, scene.num_views)
+    views = _rays(scene)[:shown].reshape(-1, 6)
+    context = signal.context
+    ground = float(context.ground_z or 0.0)
+    altitude = float(np.median(context.c2w[:, 2, 3])) - ground
+    altitude = min(max(altitude, self.near), 0.95 * self.far)
+    top = self.topdown_rays(ground, altitude)
+    cells = views_by_cell(context, self.grid, require_all=False)
+    task = np.full(context.num_views, -1, np.int32)
+    for t, members in enumerate(cells):
+      task[np.asarray(members, np.int64)] = t
+    data = {'views': np.int32(shown), 'cameras': context.c2w[:, :2, 3].astype(np.float32),
+            'camera_task': task,
+            'anchors': view_anchor_xy(context.c2w, context.ground_z).astype(np.float32)}
+    if scene.depth is not None:
+      data['depth'] = np.asarray(scene.depth[:shown], np.float32)
+    return FigureRays(self.figure_columns(np.concatenate([views, top])), data)
+
+  def routing_labels(self, pixels: int = TOPDOWN_PIXELS) -> np.ndarray:
+    """[pixels, pixels]: the expert `route` sends each ground point to (as `topdown_rays`)."""
+    rays = self.topdown_rays(0.0, 0.0, pixels)
+    return np.asarray(jnp.argmax(self.route(jnp.asarray(rays)), -1)).reshape(pixels, pixels)
+
+  def figure_visuals(self, index: int, episode: Episode, renders, data, step: int,
+                     best: str) -> list[Visual]:
+    """Specs of signal `index`'s figures from every method's `renders` ([N, 5] or, from a
+    method that is no field, [N, 3]: its predictions on `figure_rays`), that signal's
+    query views (`episode.query_y`) and `data` (of `figure_rays`), after `step` test-time
+    steps: `_views_<index>` (RGB, depth and opacity of each held-out view per method, its
+    PSNR/SSIM and step) and `_routing_<index>` (the expert of each ground cell over
+    `best`'s top-down render, context cameras as dots)."""
+    h, w = self.image_shape
+    shown = int(data['views'])
+    truth = np.asarray(self.to_signal(jnp.asarray(episode.query_y)))[:shown]
+    gt_depth = data.get('depth')
+    split = lambda r: (r[:shown * h * w].reshape(shown, h, w, -1),
+                       r[shown * h * w:].reshape(TOPDOWN_PIXELS, TOPDOWN_PIXELS, -1))
+    outs = {m: split(np.asarray(r, np.float32)) for m, r in renders.items()}
+    depths = [o[0][..., 3] for o, _ in outs.values() if o.shape[-1] == 5]
+    if gt_depth is not None:
+      depths.append(gt_depth)
+    low, high = ((float(np.percentile(np.concatenate([d.ravel() for d in depths]), 1)),
+                  float(np.percentile(np.concatenate([d.ravel() for d in depths]), 99)))
+                 if depths else (self.near, self.far))
+    high = max(high, low + 1e-6)
+    depth_panel = lambda d, title, below='': Panel(d, title, below, 'turbo', low, high)
+    truth_panels = []
+    for v in range(shown):
+      truth_panels += [Panel(truth[v], f'view {v + 1} RGB'),
+                       depth_panel(gt_depth[v], f'view {v + 1} depth')
+                       if gt_depth is not None else Panel(None, f'view {v + 1} depth'),
+                       Panel(None, f'view {v + 1} opacity')]
+    rows = {}
+    for m, (views, _) in outs.items():
+      panels = []
+      for v in range(shown):
+        score = {k: float(x) for k, x in self.metrics(jnp.asarray(views[v, ..., :3]),
+                                                      jnp.asarray(truth[v])).items()}
+        below = f"{score['psnr']:.2f} dB, SSIM {score['ssim']:.3f}, step {step}"
+        has = views.shape[-1] == 5
+        panels += [Panel(views[v, ..., :3], f'view {v + 1} RGB', below),
+                   depth_panel(views[v, ..., 3], f'view {v + 1} depth', f'step {step}')
+                   if has else Panel(None, f'view {v + 1} depth'),
+                   Panel(views[v, ..., 4], f'view {v + 1} opacity', f'step {step}', 'gray')
+                   if has else Panel(None, f'view {v + 1} opacity')]
+      rows[m] = panels
+    grid = PanelGrid(f'_views_{index}', truth_panels, rows,
+                     title=f'Held-out views after {step} test-time steps: RGB, depth '
+                           f'(turbo, {low:.2f} to {high:.2f} scene units) and opacity')
+    top = outs[best][1][..., :3] if best in outs else None
+    routing = RoutingMap(f'_routing_{index}', self.routing_labels(),
+                         tuple(float(b) for b in self.bounds), top,
+                         best if top is not None else '', step,
+                         np.asarray(data['cameras']), np.asarray(data['camera_task']),
+                         np.asarray(data['anchors']), title=f'Expert routing: {self.grid[0]}x{self.grid[1]} ground cells, '
+                               'one expert each')
+    return [grid, routing]
