@@ -195,7 +195,7 @@ def image_grid(path_png: str | os.PathLike,
   what = 'at each method\'s best test-time step' if steps else 'after test-time optimisation'
   fig.suptitle(f'Reconstructions {what}' + (f' ({dataset})' if dataset else '') +
                f'; {metric_label(metric)} under each', fontsize='medium')
-  fig.tight_layout()
+  fig.tight_layout(rect=_below_title(fig))
   save_figure(path_png, fig)
 
 
@@ -328,7 +328,7 @@ def panel_grid(path_png: str | os.PathLike, grid: PanelGrid) -> None:
       _show_panel(ax, panel, f'{name}\n{panel.title}' if panel.title else name)
   if grid.title:
     fig.suptitle(grid.title, fontsize='medium')
-  fig.tight_layout()
+  fig.tight_layout(rect=_below_title(fig) if grid.title else None)
   save_figure(path_png, fig)
 
 
@@ -455,3 +455,8 @@ def write_audio(path_stem: str, clips: AudioClips) -> None:
       row[1].specgram(wave, Fs=clips.rate, NFFT=512, noverlap=384)
   fig.tight_layout()
   save_figure(path_stem + '.png', fig)
+
+
+def _below_title(fig: Figure) -> tuple[float, float, float, float]:
+  """The layout box under a figure title (tight_layout alone lets panels overlap it)."""
+  return (0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight())

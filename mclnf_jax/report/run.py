@@ -21,7 +21,7 @@ import numpy as np
 
 from mclnf_jax import files, learners
 from mclnf_jax.report import figures
-from mclnf_jax.report.tables import display_name, write_curves_csv, write_table
+from mclnf_jax.report.tables import display_name, method_group, write_curves_csv, write_table
 from mclnf_jax.tasks import Modality
 from mclnf_jax.types import Episode
 from mclnf_jax.visuals import Animation
@@ -141,7 +141,8 @@ def write_report(workdir: str, modality: Modality, results: dict[str, dict], sho
             for name, r in results.items()}
   metrics = sorted({k for c in curves.values() for k in c})
   dataset = dataset_name(results)
-  notes = {name: test_time_rule(r) for name, r in results.items()}
+  notes = {name: test_time_rule(r) for name, r in results.items()
+           if method_group(name) != 'Mean'}      # the trivial row adapts nothing
   for metric in metrics:
     write_table(os.path.join(workdir, f'table_{metric}'), steps, curves, metric, notes=notes)
     figures.plot_curves(os.path.join(workdir, f'curves_{metric}.png'), steps, curves, metric,
