@@ -9,7 +9,7 @@ import soundfile
 from PIL import Image, ImageSequence
 
 from mclnf_jax import files, report, visuals
-from mclnf_jax.report import figures
+from mclnf_jax.report import animation, figures
 from mclnf_jax.tasks import Modality
 from mclnf_jax.tasks.audio import SAMPLE_RATE, AudioTasks
 from mclnf_jax.tasks.image import ImageTasks
@@ -57,9 +57,9 @@ def test_gif_panels_in_the_order_of_the_png_grid_and_labelled(tmp_path):
   assert png_order == TABLE_ORDER
   assert len(frames) == 2
   for frame in frames:
-    assert _colour_order(frame[figures.LABEL_HEIGHT:]) == png_order
+    assert _colour_order(frame[animation.LABEL_HEIGHT:]) == png_order
   # A label strip above every panel: light text on the dark strip, in each panel's span.
-  strip, body = frames[0][:figures.LABEL_HEIGHT], frames[0][figures.LABEL_HEIGHT:]
+  strip, body = frames[0][:animation.LABEL_HEIGHT], frames[0][animation.LABEL_HEIGHT:]
   assert body.shape[0] >= 128
   panel_width = body.shape[0]   # square frames
   for k in range(len(TABLE_ORDER)):
@@ -158,7 +158,7 @@ def test_flythroughs_are_scaled_up_gifs(tmp_path):
   with np.load(tmp_path / 'mcl_flythrough_4.npz') as kept:   # for the side-by-side
     assert kept['frames'].shape == (3, 8, 10, 3) and kept['frames'].dtype == np.uint8
   with Image.open(tmp_path / 'mcl_flythrough_4.gif') as gif:
-    assert gif.n_frames == 3 and gif.height >= 256 + figures.LABEL_HEIGHT
+    assert gif.n_frames == 3 and gif.height >= 256 + animation.LABEL_HEIGHT
 
 
 def test_write_report_draws_what_the_modality_asks(tmp_path):

@@ -14,7 +14,6 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mclnf_jax import files
@@ -22,14 +21,13 @@ from mclnf_jax.errors import UserError
 from mclnf_jax.report.curves import Curves, as_datasets, curve_values
 from mclnf_jax.report.tables import (DEFAULT_DECIMALS, METHOD_GROUPS, METRIC_DECIMALS,
                                      METRIC_NAMES, display_name, order_methods)
-from mclnf_jax.visuals import (Animation, AudioClips, ImageGrid, Panel, PanelGrid,
-                               RoutingMap, Visual)
+from mclnf_jax.report.animation import write_gif, write_mp4
+from mclnf_jax.report.canvas import GROUND_TRUTH, below_title, columns, save_figure
+from mclnf_jax.report.scene_figures import panel_grid, routing_map
+from mclnf_jax.visuals import Animation, AudioClips, ImageGrid, PanelGrid, RoutingMap, Visual
 
-GROUND_TRUTH = 'Ground truth'
 METRIC_UNITS = {'psnr': 'dB'}   # metrics not listed have no unit
 STEP_AXIS = 'test-time steps per task'
-LABEL_HEIGHT = 16          # pixels of the name strip above each GIF panel
-_GAP = 2                   # pixels between GIF panels
 
 
 def draw(path_stem: str | os.PathLike, visual: Visual, metric: str = 'psnr',
@@ -64,18 +62,6 @@ def draw(path_stem: str | os.PathLike, visual: Visual, metric: str = 'psnr',
     routing_map(stem + '.png', visual)
     return [stem + '.png']
   raise TypeError(f'draw: {type(visual).__name__} is not a spec of mclnf_jax.visuals')
-
-
-def columns(methods: Sequence[str]) -> list[str]:
-  """The method columns of every grid and GIF, after the ground truth: table order."""
-  return order_methods(methods)
-
-
-def save_figure(path_png: str | os.PathLike, fig: Figure) -> None:
-  """Renders a figure with Agg (no window, no pyplot state) to a PNG, atomically."""
-  FigureCanvasAgg(fig)
-  files.atomic_write(path_png, lambda f: fig.savefig(f, format='png', dpi=fig.dpi),
-                     binary=True)
 
 
 def _method_colors(methods: Sequence[str]) -> dict[str, tuple]:
@@ -195,7 +181,7 @@ def image_grid(path_png: str | os.PathLike,
   what = 'at each method\'s best test-time step' if steps else 'after test-time optimisation'
   fig.suptitle(f'Reconstructions {what}' + (f' ({dataset})' if dataset else '') +
                f'; {metric_label(metric)} under each', fontsize='medium')
-  fig.tight_layout(rect=_below_title(fig))
+  fig.tight_layout(rect=below_title(fig))
   save_figure(path_png, fig)
 
 
@@ -219,211 +205,6 @@ def _show(ax, image: np.ndarray | None, title: str, below: str) -> None:
                     '[H, W] arrays in [0, 1].')
   ax.imshow(image, cmap='gray' if image.ndim == 2 else None, vmin=0.0, vmax=1.0,
             interpolation='nearest')
-
-
-# --------------------------------------------------------------------- GIFs ---
-
-
-def write_gif(path: str | os.PathLike, animation: Animation) -> None:
-  """Ground truth (if any) then each method side by side, a name strip above each panel."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  images = [Image.fromarray(f) for f in animation_frames(path, animation)]
-  files.atomic_write(path, lambda f: images[0].save(
-      f, format='GIF', save_all=True, append_images=images[1:],
-      duration=animation.frame_ms, loop=0), binary=True)
-
-
-def write_mp4(path: str | os.PathLike, animation: Animation) -> bool:
-  """The same frames as `write_gif` as H.264 MP4 through PyAV; False (nothing written)
-  where PyAV or its H.264 encoder is missing."""
-  try:
-    import av  # pylint: disable=g-import-not-at-top
-    av.codec.Codec('libx264', 'w')
-  except Exception:  # pylint: disable=broad-except
-    return False
-  frames = animation_frames(path, animation)
-  h, w = frames.shape[1:3]
-  frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode='edge')
-  rate = max(1, round(1000 / animation.frame_ms))
-
-  def write(f):
-    with av.open(f, mode='w', format='mp4') as container:
-      stream = container.add_stream('libx264', rate=rate)
-      stream.width, stream.height = frames.shape[2], frames.shape[1]
-      stream.pix_fmt = 'yuv420p'
-      stream.options = {'crf': '18'}
-      for frame in frames:
-        container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')))
-      container.mux(stream.encode())
-  files.atomic_write(path, write, binary=True)
-  return True
-
-
-def animation_frames(path: str | os.PathLike, animation: Animation) -> np.ndarray:
-  """uint8 [F, LABEL_HEIGHT + H', W', 3]: every panel's frames scaled up and labelled."""
-  labels = animation.labels or {}
-  panels = [] if animation.truth is None else [(GROUND_TRUTH, animation.truth)]
-  panels += [(labels.get(m, display_name(m)), animation.recons[m])
-             for m in columns(animation.recons)]
-  if not panels:
-    raise UserError(f'write_gif: nothing to animate for {os.fspath(path)}')
-  frames = [_rgb_frames(video) for _, video in panels]
-  if len({f.shape for f in frames}) != 1 or not len(frames[0]):
-    raise UserError(f'write_gif: panels of shapes {[f.shape for f in frames]}; give every '
-                    'panel the same [F, H, W, 3] frames (F > 0).')
-  height = frames[0].shape[1]
-  scale = max(1, -(-animation.min_height // height))
-  frames = [f.repeat(scale, axis=1).repeat(scale, axis=2) for f in frames]
-  width = frames[0].shape[2]
-  strips = [_label_strip(name, width) for name, _ in panels]
-  gap = np.full((LABEL_HEIGHT + height * scale, _GAP, 3), 255, np.uint8)
-  images = []
-  for f in range(len(frames[0])):
-    tiles = [np.concatenate([strip, video[f]], axis=0) for strip, video in zip(strips, frames)]
-    row = [x for tile in tiles for x in (tile, gap)][:-1]
-    images.append(np.concatenate(row, axis=1))
-  return np.stack(images)
-
-
-def _rgb_frames(video: np.ndarray) -> np.ndarray:
-  """[F, H, W, 3] (or [F, H, W] / [F, H, W, 1]) in [0, 1] -> uint8 [F, H, W, 3]."""
-  video = np.clip(np.asarray(video, np.float32), 0.0, 1.0)
-  if video.ndim == 3:
-    video = video[..., None]
-  if video.ndim != 4 or video.shape[-1] not in (1, 3):
-    raise UserError(f'write_gif: frames of shape {video.shape}; pass [F, H, W, 3] in [0, 1].')
-  video = np.broadcast_to(video, video.shape[:3] + (3,))
-  return (video * 255).round().astype(np.uint8)
-
-
-def _label_strip(text: str, width: int) -> np.ndarray:
-  """[LABEL_HEIGHT, width, 3]: the name in white on dark grey, centred (cut if too long)."""
-  from PIL import Image, ImageDraw, ImageFont  # pylint: disable=g-import-not-at-top
-  strip = Image.new('RGB', (width, LABEL_HEIGHT), (40, 40, 40))
-  draw = ImageDraw.Draw(strip)
-  font = ImageFont.load_default(size=LABEL_HEIGHT - 4)
-  left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-  x = max(0, (width - (right - left)) // 2 - left)
-  y = (LABEL_HEIGHT - (bottom - top)) // 2 - top
-  draw.text((x, y), text, fill=(255, 255, 255), font=font)
-  return np.asarray(strip)
-
-
-# -------------------------------------------------------- panels and routing ---
-
-
-def panel_grid(path_png: str | os.PathLike, grid: PanelGrid) -> None:
-  """A row of panels for the ground truth, then one per method in table order; each
-  panel titled with the row's name (display name) and its own title, text below."""
-  methods = columns(grid.recons)
-  rows = [(GROUND_TRUTH, list(grid.truth))] + [(display_name(m), list(grid.recons[m]))
-                                               for m in methods]
-  n_cols = max(len(panels) for _, panels in rows)
-  fig = Figure(figsize=(max(1.75 * n_cols, 5.0), 2.05 * len(rows) + 0.6), dpi=100)
-  axes = fig.subplots(len(rows), n_cols, squeeze=False)
-  for r, (name, panels) in enumerate(rows):
-    for c in range(n_cols):
-      ax = axes[r, c]
-      panel = panels[c] if c < len(panels) else Panel(None)
-      _show_panel(ax, panel, f'{name}\n{panel.title}' if panel.title else name)
-  if grid.title:
-    fig.suptitle(grid.title, fontsize='medium')
-  fig.tight_layout(rect=_below_title(fig) if grid.title else None)
-  save_figure(path_png, fig)
-
-
-def _show_panel(ax, panel: Panel, title: str) -> None:
-  """One panel; a thin grey frame around an image (an all-white opacity stays visible)."""
-  ax.set_xticks([])
-  ax.set_yticks([])
-  for spine in ax.spines.values():
-    spine.set_visible(panel.image is not None)
-    spine.set_color('0.7')
-    spine.set_linewidth(0.6)
-  ax.set_title(title, fontsize='x-small')
-  if panel.below:
-    ax.set_xlabel(panel.below, fontsize='x-small')
-  if panel.image is None:
-    ax.text(0.5, 0.5, 'n/a', ha='center', va='center', fontsize='x-small', color='0.6',
-            transform=ax.transAxes)
-    return
-  image = np.asarray(panel.image, np.float32)
-  if image.ndim == 3 and image.shape[-1] == 1:
-    image = image[..., 0]
-  if image.ndim == 3:
-    ax.imshow(np.clip(image, 0.0, 1.0), interpolation='nearest')
-  elif image.ndim == 2:
-    ax.imshow(image, cmap=panel.cmap or 'gray', vmin=panel.vmin, vmax=panel.vmax,
-              interpolation='nearest')
-  else:
-    raise UserError(f'panel_grid: image of shape {image.shape}; pass [H, W, 3] or [H, W].')
-
-
-def routing_map(path_png: str | os.PathLike, spec: RoutingMap) -> None:
-  """Top-down: the ground picture (if any), and the expert owning each ground point in
-  its colour over it, expert numbers at the cells' centres, context cameras as dots (and
-  the ground points they look at as crosses) in their task's colour."""
-  from matplotlib import colormaps  # pylint: disable=g-import-not-at-top
-  from matplotlib.colors import ListedColormap  # pylint: disable=g-import-not-at-top
-  labels = np.asarray(spec.labels)
-  num = int(labels.max()) + 1
-  palette = colormaps['tab10'](np.arange(num) % 10)
-  xmin, xmax, ymin, ymax = spec.extent
-  extent = (xmin, xmax, ymin, ymax)
-  panels = 2 if spec.image is not None else 1
-  fig = Figure(figsize=(4.6 * panels, 4.9), dpi=100)
-  axes = fig.subplots(1, panels, squeeze=False)[0]
-  owner = f'{display_name(spec.method)}, step {spec.step}' if spec.method else ''
-  if spec.image is not None:
-    axes[0].imshow(np.clip(spec.image, 0, 1), extent=extent, interpolation='nearest')
-    axes[0].set_title(f'Top-down render ({owner})', fontsize='small')
-  ax = axes[-1]
-  if spec.image is not None:
-    ax.imshow(np.clip(spec.image, 0, 1), extent=extent, interpolation='nearest')
-  ax.imshow(labels, extent=extent, cmap=ListedColormap(palette), vmin=-0.5,
-            vmax=num - 0.5, alpha=0.45 if spec.image is not None else 0.8,
-            interpolation='nearest')
-  h, w = labels.shape
-  xs = xmin + (np.arange(w) + 0.5) / w * (xmax - xmin)
-  ys = ymax - (np.arange(h) + 0.5) / h * (ymax - ymin)
-  ax.contour(xs, ys, labels, levels=np.arange(num) + 0.5, colors='k', linewidths=1.0)
-  ax.plot([xmin, xmax, xmax, xmin, xmin], [ymin, ymin, ymax, ymax, ymin], 'k-', lw=1.0)
-  for e in range(num):
-    rows, cols = np.nonzero(labels == e)
-    if rows.size:
-      ax.text(xs[cols].mean(), ys[rows].mean(), f'expert {e}', ha='center', va='center',
-              fontsize='small', weight='bold', color='k',
-              bbox=dict(boxstyle='round,pad=0.2', fc='white', alpha=0.7, lw=0))
-  lo_x, hi_x, lo_y, hi_y = xmin, xmax, ymin, ymax
-  if spec.points is not None and len(spec.points):
-    points = np.asarray(spec.points)
-    task = (np.asarray(spec.point_labels) if spec.point_labels is not None
-            else np.zeros(len(points), int))
-    colours = [palette[t % num] if t >= 0 else (0.5, 0.5, 0.5, 1.0) for t in task]
-    ax.scatter(points[:, 0], points[:, 1], c=colours, s=14, edgecolors='k',
-               linewidths=0.5, label='context cameras', zorder=3)
-    if spec.anchors is not None:
-      anchors = np.asarray(spec.anchors)
-      ax.scatter(anchors[:, 0], anchors[:, 1], c=colours, s=14, marker='x',
-                 linewidths=1.0, label='ground point each looks at', zorder=3)
-      points = np.concatenate([points, anchors])
-    lo_x, hi_x = min(lo_x, points[:, 0].min()), max(hi_x, points[:, 0].max())
-    lo_y, hi_y = min(lo_y, points[:, 1].min()), max(hi_y, points[:, 1].max())
-    handles, names = ax.get_legend_handles_labels()
-    fig.legend(handles, names, loc='lower center', ncol=2, fontsize='small', frameon=False)
-  pad = 0.04 * max(hi_x - lo_x, hi_y - lo_y)
-  ax.set_xlim(lo_x - pad, hi_x + pad)
-  ax.set_ylim(lo_y - pad, hi_y + pad)
-  ax.set_title('Expert of each ground point', fontsize='small')
-  for a in axes:
-    a.set_aspect('equal')
-    a.set_xlabel('x', fontsize='small')
-    a.set_ylabel('y', fontsize='small')
-    a.tick_params(labelsize='x-small')
-  if spec.title:
-    fig.suptitle(spec.title, fontsize='medium')
-  fig.tight_layout(rect=(0, 0.05, 1, 1))
-  save_figure(path_png, fig)
 
 
 # -------------------------------------------------------------------- audio ---
@@ -455,8 +236,3 @@ def write_audio(path_stem: str, clips: AudioClips) -> None:
       row[1].specgram(wave, Fs=clips.rate, NFFT=512, noverlap=384)
   fig.tight_layout()
   save_figure(path_stem + '.png', fig)
-
-
-def _below_title(fig: Figure) -> tuple[float, float, float, float]:
-  """The layout box under a figure title (tight_layout alone lets panels overlap it)."""
-  return (0.0, 0.0, 1.0, 1.0 - 0.45 / fig.get_figheight())
