@@ -1,6 +1,5 @@
 """The notebook API: load a workdir's init, fit new signals, render scenes, npz round trip."""
 import dataclasses
-import json
 import os
 
 import jax

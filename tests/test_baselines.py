@@ -95,6 +95,7 @@ def test_mol_fits_the_whole_signal_and_resumes():
 
 # CL forgets; the modular method does not.
 
+@pytest.mark.slow
 def test_cl_forgets_the_first_task_and_mcl_does_not():
   two = ImageTasks(shape=(8, 8), channels=3, grid=(1, 2))
   episode = jax.tree.map(jnp.asarray, two.episode(helpers.smooth_images(1, seed=3)[0]))
@@ -214,6 +215,7 @@ def test_replay_is_cl_on_the_first_task_and_enters_later_steps(name, values, rat
                   adapt_cl(start(cl), EPISODE, steps)['params']) > 1e-4
 
 
+@pytest.mark.slow
 def test_mer_reptile_interpolations():
   """Empty buffer, s = 2 batches of one example (the task): theta_b = theta_{b-1} +
   beta (SGD step - theta_{b-1}), then theta <- theta_0 + gamma (theta_2 - theta_0), every
@@ -236,6 +238,7 @@ def test_mer_reptile_interpolations():
   close(got, theta)
 
 
+@pytest.mark.slow
 def test_mer_takes_one_sequential_step_per_example_with_replay_mixed_in(monkeypatch):
   """Sample level (steps_per_batch 0): each batch is one SGD step per sample, every
   current sample exactly once and as many replayed ones (replay_ratio 0.5), the
@@ -376,6 +379,7 @@ def test_er_buffer_holds_its_fraction_of_the_signal(size):
 
 # OML: an online inner trajectory and a remember set in the meta-loss.
 
+@pytest.mark.slow
 def test_oml_steps_fit_small_batches_online_or_the_whole_task():
   x, y = FIRST_TASK.context_x[0], FIRST_TASK.context_y[0]
   for online_batch in (4, 0):

@@ -1,6 +1,9 @@
+import pytest
 import json
 
 from mclnf_jax import bench
+
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
 
 TINY = ['--resolution', '8', '--width', '8', '--single_width', '8', '--depth', '3',
         '--gemm_size', '64', '--sine_size', '1024', '--sines', 'fast',

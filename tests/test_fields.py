@@ -45,6 +45,7 @@ def test_grow_appends_copies_of_shared_init():
     np.testing.assert_array_equal(leaf_g[3], leaf_o)
 
 
+@pytest.mark.slow
 def test_routed_apply_picks_each_inputs_expert():
   field = small_field()
   keys = jax.random.split(jax.random.key(0), 3)
@@ -59,6 +60,7 @@ def test_routed_apply_picks_each_inputs_expert():
                                atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('n,block', [(10, 4096), (300, 16), (1000, 64)])
 def test_routed_apply_equals_every_expert_weighted(n, block):
   """Each input through its own expert only (blocks sorted by expert) gives the dense
@@ -77,6 +79,7 @@ def test_routed_apply_equals_every_expert_weighted(n, block):
   np.testing.assert_allclose(fast, dense, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_scene_predictions_unchanged_by_bucketed_routing():
   """Whole-view NeRF renders of 4 experts (the evaluation path, several chunks): the same
   RGB, depth and opacity as evaluating every expert on every sample."""

@@ -54,6 +54,7 @@ def brute_force_q(apply_fn, params, x, y, kind, damping):
 
 @pytest.mark.parametrize('kind,apply_fn', [('exact', plain_apply), ('diag', plain_apply),
                                            ('diag', FIELD.apply), ('kfac', FIELD.apply)])
+@pytest.mark.slow
 def test_weights_match_brute_force(kind, apply_fn):
   with jax.enable_x64(True):
     params = jax.tree.map(lambda p: p.astype(jnp.float64), PARAMS)
@@ -66,6 +67,7 @@ def test_weights_match_brute_force(kind, apply_fn):
       np.testing.assert_allclose(np.asarray(w), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['diag', 'kfac'])
 def test_fast_path_value_and_gradient_match_reference(kind):
   loss = functools.partial(losses.fim_weighted_mse, lam=2.0, fisher=kind, normalize=True)
@@ -79,6 +81,7 @@ def test_fast_path_value_and_gradient_match_reference(kind):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['exact', 'diag', 'kfac'])
 def test_lam_zero_is_mse(kind):
   apply_fn = FIELD.apply if kind == 'kfac' else plain_apply
@@ -104,6 +107,7 @@ def test_weights_finite_and_bounded_below(kind, lam):
         np.testing.assert_allclose(np.mean(w), 1.0, rtol=1e-5)   # the MSE's mean step
 
 
+@pytest.mark.slow
 def test_works_under_jit_vmap_and_grad():
   stacked = jax.vmap(FIELD.init)(jax.random.split(jax.random.key(3), 3))
   xs, ys = jnp.stack([X] * 3), jnp.stack([Y] * 3)
@@ -115,6 +119,7 @@ def test_works_under_jit_vmap_and_grad():
       np.testing.assert_allclose(per_expert[0][e], one[0], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_second_order_through_fast_path_matches_reference():
   """MAML differentiates through the custom VJP: grad of a one-step inner update."""
   def meta(apply_fn, p):
@@ -141,6 +146,7 @@ def test_diag_fisher_fast_matches_per_sample():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('apply_fn', [FIELD.apply, plain_apply], ids=['taps', 'vmap'])
 def test_model_fisher_is_j_transpose_j_and_does_not_vanish_at_a_fitted_task(apply_fn):
   with jax.enable_x64(True):

@@ -18,6 +18,8 @@ from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.scene import SceneTasks
 from tests import helpers
 
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
+
 BATCH, TTO_BATCH, QUERY = 8, 16, 8
 
 

@@ -48,6 +48,7 @@ def _check_unit_images(x: np.ndarray, count: int, res: int) -> None:
   assert 0.0 <= x.min() and x.max() <= 1.0
 
 
+@pytest.mark.slow
 def test_building_and_reading_embedded_images_never_imports_tensorflow(tmp_path):
   """TFDS's array_record path needs no TensorFlow: in a fresh process that loads the
   embedded images, `tensorflow` is never imported (installed or not)."""

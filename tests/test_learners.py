@@ -73,6 +73,7 @@ def test_scan_and_fori_paths_agree():
   close(static, jax.jit(learner.adapt)(state0, EPISODE, jnp.int32(3)))
 
 
+@pytest.mark.slow
 def test_modular_prediction_routes_to_task_experts(adapt_fns):
   mcl = build('modular')
   state = adapt_fns['modular'](mcl.start(mcl.init(jax.random.key(0))), EPISODE, jnp.int32(2))

@@ -8,6 +8,8 @@ import pytest
 from mclnf_jax import learners, meta
 from tests import helpers
 
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
+
 
 def meta_grad(name, first_order, dtype=jnp.float32):
   config = helpers.tiny_config()

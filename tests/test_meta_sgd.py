@@ -8,6 +8,8 @@ import pytest
 from mclnf_jax import checkpoints, learners, meta
 from tests import helpers
 
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
+
 META_LEARNED = ('modular', 'maml_cl', 'mol', 'oml')
 EPISODES = jax.tree.map(jnp.asarray, helpers.tiny_episodes(2))
 ONE = jax.tree.map(lambda x: x[0], EPISODES)

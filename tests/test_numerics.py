@@ -11,6 +11,8 @@ from mclnf_jax.fields import Field
 from mclnf_jax.fields.siren import Siren
 from tests import helpers
 
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
+
 X = jax.random.uniform(jax.random.key(1), (16, 2), minval=-1, maxval=1)
 
 

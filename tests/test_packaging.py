@@ -1,4 +1,5 @@
 """Packaging: the loss needs only the core dependencies; version, extras, LICENSE, CITATION."""
+import pytest
 import importlib.metadata
 import os
 import subprocess
@@ -7,6 +8,8 @@ import textwrap
 import tomllib
 
 import mclnf_jax
+
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Top-level modules of the optional extras ([data], [audio], [video], [tf]).

@@ -8,6 +8,8 @@ import pytest
 
 from mclnf_jax.configs import reference
 
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(REPO, 'README.md')).read()
 BLOCKS = [(README[:m.start()].count('\n') + 1, m.group(1))

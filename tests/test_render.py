@@ -78,6 +78,7 @@ def test_transmittance_is_exp_of_optical_depth():
   np.testing.assert_allclose(w[0], expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_matches_brute_force_reference_on_a_varying_field():
   key = jax.random.key(1)
   o, d = _rays(6, seed=2, length=1.5)
@@ -155,6 +156,7 @@ def _tiny_mlp():
   return apply_fn, params
 
 
+@pytest.mark.slow
 def test_gradients_finite_with_mlp_field():
   apply_fn, params = _tiny_mlp()
   o, d = _rays(8)
@@ -172,6 +174,7 @@ def test_gradients_finite_with_mlp_field():
   assert sum(float(jnp.abs(g).sum()) for g in leaves) > 0
 
 
+@pytest.mark.slow
 def test_jit_and_vmap_over_parameter_sets():
   apply_fn, params = _tiny_mlp()
   o, d = _rays(8)
@@ -216,6 +219,7 @@ def test_positional_encoding_layout():
                              rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_per_ray_jitter_seeds_stratify_each_ray_on_its_own():
   """Seeded samples stay in their bins, differ between seeds, and a ray renders the same
   alone or in any batch (its offsets depend only on its own seed)."""

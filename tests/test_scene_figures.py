@@ -18,6 +18,8 @@ from mclnf_jax.report import run as report_run
 from mclnf_jax.tasks.scene import FIGURE_VIEWS, TOPDOWN_PIXELS, SceneTasks
 from mclnf_jax.visuals import PanelGrid, RoutingMap
 
+pytestmark = pytest.mark.slow   # the fast tier (-m "not slow") leaves this module out
+
 
 @pytest.fixture(scope='module')
 def block():

@@ -6,6 +6,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mclnf_jax.tasks.scene import SceneTasks
 
@@ -38,6 +39,7 @@ def test_chunked_prediction_equals_one_pass_and_compiles_the_chunk_once():
   assert out.shape == (35, 3)
 
 
+@pytest.mark.slow
 def test_drawn_training_rays_render_alike_in_chunks_and_at_once():
   params = {'w': jax.random.normal(jax.random.key(0), (6, 4))}
   field = lambda p, points: jnp.tanh(points @ p['w'])

@@ -55,6 +55,7 @@ def test_half_precision_is_reduced_in_float32(dtype):
   assert np.max(np.abs(np.asarray(y, np.float64) - ref)) < 1e-2
 
 
+@pytest.mark.slow
 def test_siren_with_fast_sine_matches_exact_and_its_gradients():
   x = jax.random.uniform(jax.random.key(0), (64, 2), minval=-1, maxval=1)
   fields = {name: Field(Siren(width=32, depth=4, out_dim=3, sine=name), in_dim=2)
