@@ -205,18 +205,6 @@ def flatten(params: Any) -> dict[str, np.ndarray]:
   return out
 
 
-def unflatten(arrays: dict[str, np.ndarray]) -> dict:
-  """Nested dicts of `flatten`'s keys (list-like levels stay dicts with '0', '1' keys)."""
-  out: dict = {}
-  for key, value in arrays.items():
-    *parents, leaf = key.split(SEP)
-    node = out
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return out
-
-
 def export_npz(path: str, params: Any) -> None:
   """Writes a pytree of arrays (meta-parameters, an adapted `Fit.state`) as an `.npz` of
   its leaves keyed by their flattened paths ('experts/Dense_0/kernel'): readable with
@@ -234,7 +222,7 @@ def load_npz(path: str, like: Any = None) -> Any:
   with np.load(path) as npz:
     arrays = {k: npz[k] for k in npz.files}
   if like is None:
-    return unflatten(arrays)
+    return keys.nest(arrays, SEP)    # list-like levels stay dicts with '0', '1' keys
   expected = flatten(like)
   if set(expected) != set(arrays):
     missing = sorted(set(expected) ^ set(arrays))

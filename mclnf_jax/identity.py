@@ -59,17 +59,6 @@ def _read(decl: keys.Key, config: ml_collections.ConfigDict, flat: dict,
   return True
 
 
-def _nest(flat: dict) -> dict:
-  out = {}
-  for path, value in flat.items():
-    *sections, leaf = path.split('.')
-    node = out
-    for s in sections:
-      node = node.setdefault(s, {})
-    node[leaf] = value
-  return out
-
-
 def _identity(config: ml_collections.ConfigDict, name: str, kinds: tuple[str, ...],
               narrow: tuple[str, ...]) -> dict:
   """{'learner': name, path: value} of the keys of `kinds` (those of `narrow` only when
@@ -90,12 +79,12 @@ def _identity(config: ml_collections.ConfigDict, name: str, kinds: tuple[str, ..
 
 def learner_identity(config: ml_collections.ConfigDict, name: str) -> dict:
   """Everything a learner's meta-trained checkpoint depends on (plain JSON values)."""
-  return _nest(_identity(config, name, (keys.CHECKPOINT,), (keys.CHECKPOINT,)))
+  return keys.nest(_identity(config, name, (keys.CHECKPOINT,), (keys.CHECKPOINT,)))
 
 
 def eval_identity(config: ml_collections.ConfigDict, name: str) -> dict:
   """Everything an evaluation result depends on: the checkpoint's keys and RESULT keys."""
-  return _nest(_identity(config, name, (keys.CHECKPOINT, keys.RESULT), (keys.CHECKPOINT,)))
+  return keys.nest(_identity(config, name, (keys.CHECKPOINT, keys.RESULT), (keys.CHECKPOINT,)))
 
 
 def _upgrade(stored: dict, name: str) -> dict:

@@ -23,6 +23,13 @@ def tiny_config(learners='ol,maml_cl,modular'):
   return c
 
 
+def embedded_config(tmp_path, learners='ol,maml_cl,modular'):
+  """tiny_config on the embedded images (12x12, built under tmp_path), for whole runs."""
+  c = tiny_config(learners)
+  c.data.update(name='embedded', root=str(tmp_path / 'tfds'), resolution=12)
+  return c
+
+
 def tiny_image_tasks():
   return ImageTasks(shape=(8, 8), channels=3, grid=(1, 4))
 

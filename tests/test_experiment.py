@@ -17,8 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def image_config(tmp_path, learners='ol,maml_cl,mcl,modular_fim'):
-  c = helpers.tiny_config(learners)
-  c.data.update(name='embedded', root=str(tmp_path / 'tfds'), resolution=12)
+  c = helpers.embedded_config(tmp_path, learners)
   c.methods.ol.tto_opt = 'adam'
   return c
 

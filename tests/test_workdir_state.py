@@ -19,9 +19,7 @@ pytestmark = pytest.mark.slow
 
 
 def config_of(tmp):
-  c = helpers.tiny_config('maml_cl')
-  c.data.update(name='embedded', root=str(tmp / 'tfds'), resolution=12)
-  return c
+  return helpers.embedded_config(tmp, 'maml_cl')
 
 
 @pytest.fixture(scope='module')

@@ -11,7 +11,7 @@ import ml_collections
 
 from mclnf_jax import learners
 from mclnf_jax.configs import keys
-from mclnf_jax.configs.keys import CHECKPOINT, RESULT, RUN, key, section
+from mclnf_jax.configs.keys import RESULT, RUN, key, section
 
 # data.root '' = the default place of data.name, the one rule for every dataset:
 # embedded data are built in (and read from) EMBEDDED_ROOT; prepared TFDS datasets

@@ -81,6 +81,18 @@ def flatten(tree) -> dict[str, Any]:
   return dict(_walk(tree))
 
 
+def nest(flat: dict[str, Any], sep: str = '.') -> dict:
+  """`flatten`'s inverse: nested dicts of {'a.b.c': leaf} (any separator)."""
+  out: dict = {}
+  for path, value in flat.items():
+    *parents, leaf = path.split(sep)
+    node = out
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return out
+
+
 def declarations(tree: ml_collections.ConfigDict) -> dict[str, Key]:
   """{path: Key} of a declared config (plain leaves become undocumented CHECKPOINT keys)."""
   return {p: v if isinstance(v, Key) else Key(v) for p, v in _walk(tree)}
