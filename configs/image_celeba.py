@@ -9,5 +9,5 @@ from mclnf_jax.configs import paper
 def get_config(variant=''):
   c = paper.image(variant, resolution=180)
   c.name = 'image_celeba'
-  c.data.update(name='celeb_a')   # data.root '': TFDS's default data_dir (mclnf_jax/configs/base.py)
+  c.data.update(name='celeb_a')   # data.root '': TFDS's default data_dir (configs/base.py)
   return c

@@ -9,5 +9,5 @@ from mclnf_jax.configs import paper
 def get_config(variant=''):
   c = paper.image(variant, resolution=160)
   c.name = 'image_imagenette'
-  c.data.update(name='imagenette')   # data.root '': TFDS's default data_dir (mclnf_jax/configs/base.py)
+  c.data.update(name='imagenette')   # data.root '': TFDS's default data_dir (base.py)
   return c

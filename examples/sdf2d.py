@@ -152,7 +152,7 @@ def distance_image(d: np.ndarray, pixel: float) -> np.ndarray:
   distance, the zero level set black."""
   d = np.asarray(d, np.float32)[..., 0]
   colour = np.where(d[..., None] < 0, [0.25, 0.45, 0.9], [0.95, 0.6, 0.25])
-  shade = (1.0 - 0.5 * np.exp(-3.0 * np.abs(d)))[..., None] * (0.85 + 0.15 * np.cos(40 * d))[..., None]
+  shade = ((1.0 - 0.5 * np.exp(-3.0 * np.abs(d))) * (0.85 + 0.15 * np.cos(40 * d)))[..., None]
   image = colour * shade
   image[np.abs(d) < pixel / 2] = 0.0
   return np.clip(image, 0.0, 1.0).astype(np.float32)

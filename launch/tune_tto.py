@@ -7,8 +7,9 @@ Meta-trains what is missing (as the main command would), evaluates each learner 
 meta-validation signals with every (optimiser, rate) of the grid, the same for all, then
 at the chosen pair each setting of the learner's own knob grid (tuning.KNOBS: EWC's
 lambda, ER's replay ratio, MER's beta and gamma, MEIL-NeRF's weight; at most
-tuning.KNOB_BUDGET each; --noknobs skips this stage), and writes DIR/tto.json; `python -m mclnf_jax.main` with the same --workdir then evaluates
-with those settings. --max_steps=0 uses config.eval.max_steps.
+tuning.KNOB_BUDGET each; --noknobs skips this stage), and writes DIR/tto.json;
+`python -m mclnf_jax.main` with the same --workdir then evaluates with those settings.
+--max_steps=0 uses config.eval.max_steps.
 """
 import sys
 

@@ -5,8 +5,8 @@ checkpoint depends on (`learner_identity`); a later run with other values is ref
 a one-line error naming the first difference.
 
 The rule is declared per key in mclnf_jax/configs/base.py (see configs/keys.py; CONFIG.md
-lists every key): the identity holds each key of kind CHECKPOINT that the run reads (nested by section, as
-in the config; compared key by key). Left out are
+lists every key): the identity holds each key of kind CHECKPOINT that the run reads
+(nested by section, as in the config; compared key by key). Left out are
   * RESULT keys (test time: `tto_*`, `eval.*`, `data.num_test`; and `meta.steps`):
     changing them re-evaluates the checkpoint,
   * RUN keys (log/save cadence, chunk sizes, `name`, `learners`): they change nothing,

@@ -173,10 +173,10 @@ def render_rays(apply_fn: ApplyFn, params: Any, origins: jax.Array,
   """Renders rays origins, directions [R, 3]: dict(rgb [R, 3], depth [R], acc [R]).
 
   key may be None when stratified is False, or when `jitter` (a seed per ray [R], any
-  float32 or uint32 values) gives each ray its own stratification offsets. With hierarchical_samples > 0 the coarse
-  weights pick that many more samples by inverse CDF; all samples are queried with
-  the same apply_fn (one field, as the paper's experts) and the coarse result is
-  returned too under 'rgb_coarse', 'depth_coarse', 'acc_coarse'.
+  float32 or uint32 values) gives each ray its own stratification offsets. With
+  hierarchical_samples > 0 the coarse weights pick that many more samples by inverse
+  CDF; all samples are queried with the same apply_fn (one field, as the paper's
+  experts) and the coarse result is returned too under 'rgb_coarse', 'depth_coarse', 'acc_coarse'.
   """
   background = jnp.broadcast_to(jnp.asarray(background, origins.dtype), (3,))
   keyed = stratified and jitter is None

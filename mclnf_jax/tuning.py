@@ -43,7 +43,8 @@ KNOBS: dict[str, list[dict[str, Any]]] = {
 
 def tunable(config: ml_collections.ConfigDict, name: str) -> bool:
   """Meta-SGD learners adapt with learned rates; the trivial row adapts nothing."""
-  return not config.methods[name].get('meta_sgd', '') and name != 'mean'
+  return (not config.methods[name].get('meta_sgd', '')
+          and learners.BY_NAME[learners.canonical(name)].group != 'Mean')
 
 
 def _score(config, name, spec, modality, meta_params, val_episodes, steps, values: dict):

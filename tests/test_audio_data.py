@@ -36,8 +36,6 @@ def _cfg(**overrides) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
-
-
 @pytest.fixture(scope='module')
 def tiny_speech(tmp_path_factory) -> tuple[str, embedded_speech.EmbeddedSpeech]:
   root = str(tmp_path_factory.mktemp('tfds'))

@@ -19,7 +19,8 @@ from mclnf_jax.data import matrixcity
 from mclnf_jax.data import transforms_json as tj
 from mclnf_jax.errors import UserError
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 40)), deadline=None, derandomize=True,
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 40)), deadline=None,
+                derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
                                        HealthCheck.too_slow])
 

@@ -39,8 +39,6 @@ def _cfg(**overrides) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
-
-
 def _check_unit_images(x: np.ndarray, count: int, res: int) -> None:
   """Checks the float32 [N, R, R, 3] in [0, 1] contract."""
   assert x.shape == (count, res, res, 3)

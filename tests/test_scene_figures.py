@@ -127,7 +127,8 @@ def test_report_draws_views_flythrough_and_routing(block, tmp_path):
   assert isinstance(grid, PanelGrid) and isinstance(routing, RoutingMap)
   assert len(grid.truth) == 3 * FIGURE_VIEWS == len(grid.recons['modular'])
   assert grid.recons['mean'][1].image is None                     # no depth from a mean
-  assert 'dB, SSIM' in grid.recons['modular'][0].below and 'step 2' in grid.recons['modular'][0].below
+  below = grid.recons['modular'][0].below
+  assert 'dB, SSIM' in below and 'step 2' in below
   assert grid.recons['modular'][1].cmap == 'turbo' and grid.recons['modular'][2].cmap == 'gray'
   assert routing.image.shape == (TOPDOWN_PIXELS, TOPDOWN_PIXELS, 3)
   assert routing.method == 'modular'

@@ -56,8 +56,6 @@ def _write_mp4(path: pathlib.Path, levels, size=(64, 48)) -> None:
       container.mux(packet)
 
 
-
-
 # ----------------------------------------------------------------- embedded --
 
 

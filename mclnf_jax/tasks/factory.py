@@ -31,7 +31,8 @@ ModalityMaker = Callable[[ml_collections.ConfigDict], Modality]
 _REGISTERED: dict[str, ModalityMaker] = {}
 
 
-def register_modality(name: str, make_modality: ModalityMaker,  # pylint: disable=redefined-outer-name
+# pylint: disable-next=redefined-outer-name
+def register_modality(name: str, make_modality: ModalityMaker,
                       load_signals: signals.SignalLoader) -> None:
   """Adds modality `name` for `config.modality`: `make_modality(config)` builds it (a
   `tasks.Modality`), `load_signals(config, split)` gives a split's signals (see

@@ -303,6 +303,7 @@ class SceneTasks:
                          tuple(float(b) for b in self.bounds), top,
                          best if top is not None else '', step,
                          np.asarray(data['cameras']), np.asarray(data['camera_task']),
-                         np.asarray(data['anchors']), title=f'Expert routing: {self.grid[0]}x{self.grid[1]} ground cells, '
+                         np.asarray(data['anchors']),
+                         title=f'Expert routing: {self.grid[0]}x{self.grid[1]} ground cells, '
                                'one expert each')
     return [grid, routing]
