@@ -77,6 +77,7 @@ def _scene_tasks(config: ml_collections.ConfigDict) -> SceneTasks:
                     image_shape=(first.height, first.width), query_views=s.heldout_views,
                     rays_per_task=s.rays_per_task, tto_rays_per_task=s.tto_rays_per_task,
                     pool_rays=s.pool_rays, query_rays_per_task=s.query_rays_per_task,
-                    stratified=s.stratified,
+                    stratified=s.stratified, cell_overlap=s.cell_overlap,
+                    blend_overlap=s.blend_overlap,
                     num_samples=r.num_samples, hierarchical_samples=r.hierarchical_samples,
                     background=tuple(r.background), chunk=r.chunk, seed=config.seed)

@@ -21,6 +21,27 @@ stratified sample offsets along it (NeRF eq. 2); rays of 6 columns (metrics, fig
 render at midpoint samples. Everything is a pure function of (seed, block, cell, k), so
 reruns, resumed meta-training, scans and fori_loops fit the same rays.
 
+Cell borders (Mega-NeRF, Turki et al. 2022: overlapping cells, blended experts). Hard
+routing sends a sample point near a border to an expert that may never have seen it.
+Two options, both fractions of a cell's size (cells on the grid's edge are open
+outward, as `route` clamps points outside `bounds` to them):
+- `cell_overlap` m > 0: a cell's pool holds its own views' rays and, from every other
+  view, the rays whose segment [near, far] (cut at the ground where the scene has one)
+  crosses the cell grown by m on each side (`grown_cells`, `crossing_rays`). Each
+  expert still renders whole rays (a pixel's colour is the whole ray's), as Mega-NeRF
+  trains each submodule on every pixel whose ray meets its grown region; rendering only
+  the part of a ray inside the cell would fit it to a colour that other parts form.
+  The pool then holds `pool_rays` rays, or with pool_rays = 0 as many as the block's
+  context views (every candidate ray at least once); steps and batches are unchanged.
+- `blend_overlap` b > 0: `route` gives soft weights (a `fields.experts.Mixture`, at most
+  one expert per grown cell holding the point: 4 on a 2-D grid): inverse distance to
+  each cell's centre (Mega-NeRF's weights), times a ramp from 1 on the cell to 0 at
+  its grown edge (Mega-NeRF cuts at the edge; the ramp keeps the weights continuous),
+  normalised to sum 1. A point farther than b from every other cell gets weight
+  exactly 1 on its own expert, i.e. hard routing; `experts.routed_apply` then
+  evaluates each point with its nonzero-weight experts only.
+Both 0 (the default): pools by view and hard routing, as before.
+
 Figures (report time, from each learner's adapted fields through its own `predict`, so
 learners stay unchanged): rays of `FIGURE_COLUMNS` = 8 columns (origin, direction, two
 zero columns: `figure_columns`) render at midpoint samples to [N, 5] = (rgb, depth,
@@ -38,6 +59,7 @@ import numpy as np
 import mclnf_jax.render as render   # the module (mclnf_jax.render is also an API name)
 from mclnf_jax.data.scene import Scene, SceneSignal, view_anchor_xy, views_by_cell
 from mclnf_jax.errors import UserError
+from mclnf_jax.fields import experts
 from mclnf_jax.types import Episode
 from mclnf_jax.tasks.image import rgb_metrics
 from mclnf_jax.tasks.video import frame_visuals
@@ -60,6 +82,23 @@ def pool_rows(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     return rng.choice(n, size, replace=False)
   rounds = -(-size // n)
   return np.concatenate([rng.permutation(n) for _ in range(rounds)])[:size]
+
+
+def segment_meets_box(origins: np.ndarray, dirs: np.ndarray, t_near: np.ndarray,
+                      t_far: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+  """[R] bool: does the segment o + t d, t in [t_near, t_far], meet the xy box [lo, hi]
+  (bounds may be infinite)? The slab test on x and y (z is not bounded)."""
+  t0, t1 = np.asarray(t_near, np.float64).copy(), np.asarray(t_far, np.float64).copy()
+  for axis in range(2):
+    o, d = origins[:, axis].astype(np.float64), dirs[:, axis].astype(np.float64)
+    inside = (o >= lo[axis]) & (o <= hi[axis])
+    flat = np.abs(d) < 1e-12
+    safe = np.where(flat, 1.0, d)
+    ta, tb = (lo[axis] - o) / safe, (hi[axis] - o) / safe
+    enter = np.where(flat, np.where(inside, -np.inf, np.inf), np.minimum(ta, tb))
+    leave = np.where(flat, np.where(inside, np.inf, -np.inf), np.maximum(ta, tb))
+    t0, t1 = np.maximum(t0, enter), np.minimum(t1, leave)
+  return t0 <= t1
 
 
 def jitter_seeds(rays: jax.Array, index) -> jax.Array:
@@ -91,14 +130,82 @@ class SceneTasks:
   pool_rays: int = 0               # rays per cell kept for the draws; 0: every ray of it
   query_rays_per_task: int = 0     # rays of each task's meta-loss query set; 0: rays_per_task
   stratified: bool = True          # jittered samples along training rays (else midpoints)
+  cell_overlap: float = 0.0        # pools: + other views' rays crossing the grown cell
+  blend_overlap: float = 0.0       # route: blend the experts of grown cells (0: hard)
 
   in_dim = 6
   out_dim = 4                      # field output: rgb logits + density
   channels = 3                     # prediction: rgb
 
+  def __post_init__(self):
+    if not self.cell_overlap >= 0:
+      raise UserError(f'scene.cell_overlap={self.cell_overlap} must be >= 0 (a fraction of '
+                      'the cell size; 0: pools by view)')
+    if not 0 <= self.blend_overlap < 0.5:
+      raise UserError(f'scene.blend_overlap={self.blend_overlap} must be in [0, 0.5) (a '
+                      'fraction of the cell size; 0: hard routing)')
+    if self.blend_overlap > 0:   # the instance's route shadows the hard-routing method
+      object.__setattr__(self, 'route', experts.Mixture(self.blended_route,
+                                                        self.experts_per_point))
+
   @property
   def num_tasks(self) -> int:
     return self.grid[0] * self.grid[1]
+
+  @property
+  def experts_per_point(self) -> int:
+    """Grown cells that can hold one point (overlap < 1/2: two per axis at most)."""
+    return (2 if self.grid[0] > 1 else 1) * (2 if self.grid[1] > 1 else 1)
+
+  @property
+  def cell_size(self) -> np.ndarray:
+    """[2]: a cell's extent in x and y."""
+    xmin, xmax, ymin, ymax = self.bounds
+    return np.array([(xmax - xmin) / self.grid[1], (ymax - ymin) / self.grid[0]])
+
+  def cell_centres(self) -> np.ndarray:
+    """[E, 2]: xy centre of each cell (row-major)."""
+    r, c = np.divmod(np.arange(self.num_tasks), self.grid[1])
+    corner = np.array([self.bounds[0], self.bounds[2]])
+    return corner + (np.stack([c, r], -1) + 0.5) * self.cell_size
+
+  def grown_cells(self, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) [E, 2] xy corners of each cell (row-major) grown by `margin` cell sizes
+    on each side; infinite on the grid's outer sides (where `route` clamps)."""
+    rows, cols = self.grid
+    size = self.cell_size
+    r, c = np.divmod(np.arange(rows * cols), cols)
+    lo = self.cell_centres() - (0.5 + margin) * size
+    hi = lo + (1 + 2 * margin) * size
+    lo[c == 0, 0], lo[r == 0, 1] = -np.inf, -np.inf
+    hi[c == cols - 1, 0], hi[r == rows - 1, 1] = np.inf, np.inf
+    return lo, hi
+
+  def crossing_rays(self, scene: Scene, rays: np.ndarray) -> np.ndarray:
+    """[E, R] bool: rays [R, 6] whose segment [near, far], cut where it goes below the
+    scene's ground, crosses each cell grown by `cell_overlap`."""
+    t_far = np.full(rays.shape[0], self.far, np.float64)
+    if scene.ground_z is not None:
+      down = rays[:, 5] < 0
+      hit = (scene.ground_z - rays[:, 2]) / np.where(down, rays[:, 5], -1.0)
+      t_far = np.where(down, np.minimum(t_far, hit), t_far)
+    t_near = np.full_like(t_far, self.near)
+    lo, hi = self.grown_cells(self.cell_overlap)
+    return np.stack([segment_meets_box(rays[:, :3], rays[:, 3:6], t_near, t_far, lo[e], hi[e])
+                     for e in range(self.num_tasks)])
+
+  def pool_members(self, scene: Scene, rays: np.ndarray, cells: list) -> list[np.ndarray]:
+    """Each cell's candidate rows of rays [V H W, 6]: its own views' rays, then (with
+    `cell_overlap`) the other views' rays that cross its grown cell."""
+    per_view = scene.height * scene.width
+    own = [(np.asarray(views)[:, None] * per_view + np.arange(per_view)).ravel()
+           for views in cells]
+    if not self.cell_overlap:
+      return own
+    crossing = self.crossing_rays(scene, rays)
+    view = np.arange(rays.shape[0]) // per_view
+    return [np.concatenate([rows, np.flatnonzero(crossing[e] & ~np.isin(view, cells[e]))])
+            for e, rows in enumerate(own)]
 
   def episode(self, signal: SceneSignal) -> Episode:
     scene = signal.context
@@ -110,13 +217,15 @@ class SceneTasks:
     rng = np.random.default_rng([self.seed, zlib.crc32(scene.name.encode())])
     cells = views_by_cell(scene, self.grid, require_all=True)
     per_view = scene.height * scene.width
-    size = self.pool_rays or max(len(views) for views in cells) * per_view
+    rays, rgb = rays.reshape(-1, 6), rgb.reshape(-1, 3)
+    members = self.pool_members(scene, rays, cells)
+    size = self.pool_rays or (max(len(views) for views in cells) * per_view
+                              if not self.cell_overlap else rays.shape[0])
     xs, ys = [], []
-    for views in cells:
-      cell_rays, cell_rgb = rays[views].reshape(-1, 6), rgb[views].reshape(-1, 3)
-      pick = pool_rows(rng, len(cell_rays), size)
-      xs.append(cell_rays[pick])
-      ys.append(cell_rgb[pick])
+    for rows in members:
+      pick = rows[pool_rows(rng, len(rows), size)]
+      xs.append(rays[pick])
+      ys.append(rgb[pick])
     query = signal.heldout if signal.heldout is not None else scene
     if query.num_views < self.query_views:
       raise UserError(f'{query.name}: {query.num_views} views for a query set of '
@@ -169,12 +278,29 @@ class SceneTasks:
     return predict
 
   def route(self, points: jax.Array) -> jax.Array:
-    """Hard routing of sample points [N, 6] to the expert of their ground cell."""
+    """Hard routing of sample points [N, 6] to the expert of their ground cell (with
+    `blend_overlap`, each instance's `route` is `blended_route` instead: module doc)."""
     xmin, xmax, ymin, ymax = self.bounds
     rows, cols = self.grid
     col = jnp.clip(jnp.floor((points[:, 0] - xmin) / (xmax - xmin) * cols), 0, cols - 1)
     row = jnp.clip(jnp.floor((points[:, 1] - ymin) / (ymax - ymin) * rows), 0, rows - 1)
     return jax.nn.one_hot((row * cols + col).astype(jnp.int32), self.num_tasks)
+
+  def blended_route(self, points: jax.Array) -> jax.Array:
+    """Soft weights [N, E] of sample points [N, 6] (module doc, Mega-NeRF's blending):
+    inverse distance to each cell's centre times a ramp from 1 on the cell to 0 at its
+    edge grown by `blend_overlap`, normalised; rows sum to 1."""
+    lo, hi = (jnp.asarray(a, jnp.float32) for a in self.grown_cells(0.0))
+    size = jnp.asarray(self.cell_size, jnp.float32)
+    centre = jnp.asarray(self.cell_centres(), jnp.float32)          # [E, 2]
+    xy = points[:, None, :2]                                          # [N, 1, 2]
+    outside = jnp.maximum(jnp.maximum(lo - xy, xy - hi), 0.0) / size  # [N, E, 2] cells
+    ramp = jnp.prod(jnp.clip(1.0 - outside / self.blend_overlap, 0.0, 1.0), -1)
+    dist = jnp.linalg.norm((xy - centre) / size, axis=-1)             # [N, E]
+    weights = ramp / jnp.maximum(dist, 1e-6)
+    total = weights.sum(-1, keepdims=True)
+    # A lone expert gets exactly 1 (XLA may divide by multiplying by a reciprocal).
+    return jnp.where(weights == total, 1.0, weights / total)
 
   def to_signal(self, y: jax.Array) -> jax.Array:
     return y.reshape(self.query_views, *self.image_shape, 3)
