@@ -14,8 +14,13 @@ Scores are divided by a constant before squaring (materialised ones by their lar
 magnitude, tapped ones by the largest residual, since they are linear in it), and the
 damping by its square, so q is unchanged and float32 targets of 1e6 neither overflow
 nor underflow.
+
+A task's Fisher may also be a running estimate (Algorithm 1 initialises F_i per task,
+l. 8, and updates it after every inner step, l. 16): `RunningFisher` carries it between
+steps, F_t = decay F_{t-1} + (1 - decay) F_batch with F_1 the first batch's own, and
+the quadratic forms take it in place of the batch's (`running=`).
 """
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -44,18 +49,80 @@ def _unit_scale(v: jax.Array) -> tuple[jax.Array, jax.Array]:
   return v / s, s
 
 
-def quadratic_forms_reference(scores: jax.Array, fisher: str, damping: float) -> jax.Array:
-  """q_i = g_i^T F^-1 g_i from materialised scores [N, P] ('exact' or 'diag')."""
+class RunningFisher(NamedTuple):
+  """A task's Fisher carried across inner steps (Algorithm 1, l. 8 and 16).
+
+  factors: per layer a tuple of arrays in the units of the unscaled scores (diag: the
+  kernel's and bias's mean g^2; kfac: A and G; materialised scores: one tuple holding
+  the [P] diagonal or the [P, P] matrix); count: batches folded in so far (0: none, so
+  the next batch's estimate is taken as it is)."""
+  factors: list
+  count: jax.Array
+
+
+def uses_taps(apply_fn: Any, fisher: str) -> bool:
+  """Whether the FIM loss of `fisher` takes the tapped path for this apply_fn."""
+  return fisher != 'exact' and has_dense_taps(apply_fn)
+
+
+def init_running(apply_fn, params, fisher: str) -> RunningFisher:
+  """F_i before task i's first batch (Algorithm 1, l. 8): zeros of the estimator's shape
+  and count 0, so the first update takes the first batch's Fisher whole."""
+  if fisher not in ESTIMATORS:
+    raise UserError(f'unknown fisher={fisher!r}: use one of {", ".join(ESTIMATORS)}')
+  zeros = lambda *shape: jnp.zeros(shape, jax.tree_util.tree_leaves(params)[0].dtype)
+  if uses_taps(apply_fn, fisher):
+    field = getattr(apply_fn, '__self__', apply_fn)
+    factors = []
+    for name in field.module.dense_names:
+      d_in, d_out = params[name]['kernel'].shape
+      factors.append((zeros(d_in, d_out), zeros(d_out)) if fisher == 'diag'
+                     else (zeros(d_in + 1, d_in + 1), zeros(d_out, d_out)))
+  else:
+    p = sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))
+    factors = [(zeros(p),) if fisher == 'diag' else (zeros(p, p),)]
+  return RunningFisher(factors, jnp.zeros((), jnp.int32))
+
+
+def _update_running(running: RunningFisher, batch: list, scale: jax.Array, decay: float,
+                    powers: tuple[int, ...]):
+  """(this step's factors in the batch's scaled units, the updated RunningFisher).
+
+  F_t = d F_{t-1} + (1 - d) F_batch with d = decay once a batch has been seen, else 0;
+  a factor carries scale**power (scores are divided by `scale`). With d = 0 the result
+  is the batch's factors bit for bit (0 * finite + 1 * x = x)."""
+  d = jnp.where(running.count > 0, jnp.asarray(decay, scale.dtype), 0.0)
+  now = [tuple(d * (prev / scale**k) + (1.0 - d) * new
+               for prev, new, k in zip(prior, fresh, powers))
+         for prior, fresh in zip(running.factors, batch)]
+  kept = [tuple(f * scale**k for f, k in zip(layer, powers)) for layer in now]
+  return now, jax.lax.stop_gradient(RunningFisher(kept, running.count + 1))
+
+
+def quadratic_forms_reference(scores: jax.Array, fisher: str, damping: float,
+                              running: Optional[RunningFisher] = None, decay: float = 0.0):
+  """q_i = g_i^T F^-1 g_i from materialised scores [N, P] ('exact' or 'diag').
+
+  With `running`, F is the running estimate updated with this batch; returns
+  (q, the updated RunningFisher) then."""
   g, s = _unit_scale(scores)
   damp = damping / s**2               # F/s^2 = mean g g^T / s^2 + damping / s^2
   if fisher == 'diag':
-    f = jnp.mean(g * g, axis=0) + damp
-    return jnp.sum(g * g / f, axis=1)
-  if fisher == 'exact':
-    n, p = g.shape
-    f = g.T @ g / n + damp * jnp.eye(p, dtype=g.dtype)
-    return jnp.maximum(jnp.sum(g * jnp.linalg.solve(f, g.T).T, axis=1), 0.0)
-  raise UserError(f'fisher={fisher!r} needs layer taps; materialised scores support exact, diag')
+    f = jnp.mean(g * g, axis=0)
+  elif fisher == 'exact':
+    f = g.T @ g / g.shape[0]
+  else:
+    raise UserError(f'fisher={fisher!r} needs layer taps; materialised scores support '
+                    'exact, diag')
+  new = None
+  if running is not None:
+    [(f,)], new = _update_running(running, [(f,)], s, decay, (2,))
+  if fisher == 'diag':
+    q = jnp.sum(g * g / (f + damp), axis=1)
+  else:
+    f = f + damp * jnp.eye(g.shape[1], dtype=g.dtype)
+    q = jnp.maximum(jnp.sum(g * jnp.linalg.solve(f, g.T).T, axis=1), 0.0)
+  return q if running is None else (q, new)
 
 
 class Taps(NamedTuple):
@@ -131,7 +198,36 @@ def _row_sums(x: jax.Array) -> jax.Array:
   return x @ jnp.ones((x.shape[1],), x.dtype)
 
 
-def quadratic_forms_taps(taps: Taps, fisher: str, damping: float) -> jax.Array:
+def _tap_factors(a: jax.Array, d: jax.Array, fisher: str) -> tuple[jax.Array, jax.Array]:
+  """A layer's batch Fisher from its taps: diag (kernel, bias) mean g^2; kfac (A, G)."""
+  if fisher == 'diag':
+    return diag_fisher_of_layer(a, d)
+  n = a.shape[0]
+  mean_a = jnp.mean(a, axis=0)
+  big_a = jnp.block([[a.T @ a / n, mean_a[:, None]],
+                     [mean_a[None, :], jnp.ones((1, 1), a.dtype)]])
+  return big_a, d.T @ d / n
+
+
+def _layer_quadratic_forms(a, d, factors, fisher: str, damping: float, scale) -> jax.Array:
+  """One layer's share of q_i, given its Fisher factors in the taps' scaled units."""
+  d_in = a.shape[1]
+  if fisher == 'diag':
+    f_kernel, f_bias = factors
+    damp = damping / scale**2
+    per_unit = (a * a) @ (1.0 / (f_kernel + damp)) + 1.0 / (f_bias + damp)
+    return _row_sums(d * d * per_unit)
+  big_a, big_g = factors
+  root = jnp.sqrt(damping)
+  white_a = _inverse_cholesky(big_a + root * jnp.eye(d_in + 1, dtype=a.dtype))
+  white_g = _inverse_cholesky(big_g + root / scale**2 * jnp.eye(d.shape[1], dtype=d.dtype))
+  qa = _row_sums(jnp.square(a @ white_a[:, :d_in].T + white_a[:, d_in]))
+  qg = _row_sums(jnp.square(d @ white_g.T))
+  return qa * qg
+
+
+def quadratic_forms_taps(taps: Taps, fisher: str, damping: float,
+                         running: Optional[RunningFisher] = None, decay: float = 0.0):
   """q_i = sum over layers of g_i^T F^-1 g_i, without per-sample gradients.
 
   A layer's score is g_i = [a_i, 1] d_i^T (kernel rows, then the bias).
@@ -142,34 +238,24 @@ def quadratic_forms_taps(taps: Taps, fisher: str, damping: float) -> jax.Array:
         q_i = |L_A^-1 [a_i,1]|^2 |L_G^-1 d_i|^2 with Cholesky factors L, and
         L_A^-1 [a_i,1] = a_i @ (L_A^-1)[:, :d_in]^T + (L_A^-1)[:, d_in] (no ones column).
   The scores in `taps` are divided by taps.scale, so F is too: damping / scale^2 on the
-  score side keeps every q exact.
+  score side keeps every q exact. With `running`, F (diag, or A and G) is the running
+  estimate updated with this batch; returns (q, the updated RunningFisher) then.
   """
+  if fisher not in ('diag', 'kfac'):
+    raise UserError(f'fisher={fisher!r} is not a tap estimator: use diag or kfac')
   taps = jax.lax.stop_gradient(taps)       # the weights are held constant anyway
-  damp = damping / taps.scale**2
+  # Materialised once: otherwise XLA:CPU recomputes each layer's sine into every
+  # transpose of its input.
+  layers = [jax.lax.optimization_barrier((a, d)) for a, d in zip(taps.inputs, taps.scores)]
+  factors = [_tap_factors(a, d, fisher) for a, d in layers]
+  new = None
+  if running is not None:     # A is free of the residual's scale, G and diag carry scale^2
+    powers = (2, 2) if fisher == 'diag' else (0, 2)
+    factors, new = _update_running(running, factors, taps.scale, decay, powers)
   total = 0.0
-  for a, d in zip(taps.inputs, taps.scores):
-    # Materialised once: otherwise XLA:CPU recomputes each layer's sine into every
-    # transpose of its input.
-    a, d = jax.lax.optimization_barrier((a, d))
-    n, d_in = a.shape
-    if fisher == 'diag':
-      f_kernel, f_bias = diag_fisher_of_layer(a, d)
-      per_unit = (a * a) @ (1.0 / (f_kernel + damp)) + 1.0 / (f_bias + damp)
-      total = total + _row_sums(d * d * per_unit)
-    elif fisher == 'kfac':
-      root = jnp.sqrt(damping)
-      mean_a = jnp.mean(a, axis=0)
-      big_a = jnp.block([[a.T @ a / n, mean_a[:, None]],
-                         [mean_a[None, :], jnp.ones((1, 1), a.dtype)]])
-      big_g = d.T @ d / n
-      white_a = _inverse_cholesky(big_a + root * jnp.eye(d_in + 1, dtype=a.dtype))
-      white_g = _inverse_cholesky(big_g + root / taps.scale**2 * jnp.eye(d.shape[1], dtype=d.dtype))
-      qa = _row_sums(jnp.square(a @ white_a[:, :d_in].T + white_a[:, d_in]))
-      qg = _row_sums(jnp.square(d @ white_g.T))
-      total = total + qa * qg
-    else:
-      raise UserError(f'fisher={fisher!r} is not a tap estimator: use diag or kfac')
-  return total
+  for (a, d), f in zip(layers, factors):
+    total = total + _layer_quadratic_forms(a, d, f, fisher, damping, taps.scale)
+  return total if running is None else (total, new)
 
 
 def diag_fisher(apply_fn, params, x: jax.Array, y: jax.Array):

@@ -4,6 +4,7 @@
 (eq. 2-3), usable with any `apply_fn(params, inputs [m, d]) -> predictions [m, q]`.
 """
 import functools
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
@@ -33,31 +34,38 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
   weights held constant, dL/dz_i = -(2 w_i / (m q)) d_i, and each layer's gradient is
   a^T (dL/dz) (the weight-gradient matmul backprop would do anyway). A custom VJP hands
   that gradient to JAX; it is built from ordinary ops, so MAML differentiates through it.
+  `running` (a RunningFisher or None) and `decay` pass through as constants: the
+  Fisher, like the weights, gets no gradient.
   """
   names = getattr(apply_fn, '__self__', apply_fn).module.dense_names
 
-  def value_and_grads(params, x, y):
+  def value_and_grads(params, x, y, running, decay):
     out, taps = fisher_lib.dense_taps(apply_fn, params, x, y)
-    w = _weights(fisher_lib.quadratic_forms_taps(taps, fisher, damping), lam, normalize)
+    if running is None:
+      q, new = fisher_lib.quadratic_forms_taps(taps, fisher, damping), None
+    else:
+      q, new = fisher_lib.quadratic_forms_taps(taps, fisher, damping, running, decay)
+    w = _weights(q, lam, normalize)
     loss = jnp.mean(w[:, None] * jnp.square(out - y))   # = mean_i w_i mean_c r_ic^2
     c = (-2.0 / out.size) * taps.scale * w[:, None]     # dL/dz = c * d (d scaled)
     grads = {n: {'kernel': a.T @ (c * d), 'bias': jnp.sum(c * d, axis=0)}
              for n, a, d in zip(names, taps.inputs, taps.scores)}
     grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, params)
-    return (loss, w), grads
+    return (loss, w, new), grads
 
   @jax.custom_vjp
-  def loss_fn(params, x, y):
-    return value_and_grads(params, x, y)[0]
+  def loss_fn(params, x, y, running, decay):
+    return value_and_grads(params, x, y, running, decay)[0]
 
-  def fwd(params, x, y):
-    out, grads = value_and_grads(params, x, y)
-    return out, (grads, jnp.zeros_like(x), jnp.zeros_like(y))
+  def fwd(params, x, y, running, decay):
+    out, grads = value_and_grads(params, x, y, running, decay)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, (x, y, running, decay))
+    return out, (grads, zeros)
 
   def bwd(residuals, cotangents):
-    grads, zx, zy = residuals
+    grads, zeros = residuals
     g_loss = cotangents[0]
-    return jax.tree_util.tree_map(lambda g: g_loss * g, grads), zx, zy
+    return (jax.tree_util.tree_map(lambda g: g_loss * g, grads), *zeros)
 
   loss_fn.defvjp(fwd, bwd)
   return loss_fn
@@ -65,7 +73,8 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
 
 def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *, lam: float,
                      fisher: str = 'diag', damping: float = 1e-8, normalize: bool = True,
-                     return_weights: bool = False):
+                     return_weights: bool = False,
+                     running: Optional[fisher_lib.RunningFisher] = None, decay: float = 0.0):
   """MSE with each sample weighted by its Fisher information score (eq. 2-3).
 
   r_i = apply_fn(params, inputs)[i] - targets[i]
@@ -90,20 +99,43 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
   F is estimated from the same batch. For dense-layer fields 'diag' and 'kfac' never
   form per-sample gradients (a few matmuls per layer); otherwise the scores come from
   `vmap(grad)`, which works for any differentiable apply_fn.
+
+  running: the task's Fisher so far (Algorithm 1, l. 8 and 16; start it with
+  `fisher.init_running(apply_fn, params, fisher)`). F is then the running estimate
+  decay F_prev + (1 - decay) F_batch (the batch's own F for the task's first batch;
+  decay 0 is the per-batch F), held constant like the weights, and the updated
+  estimate is returned last: (loss, running) or (loss, w, running).
   """
   if fisher not in fisher_lib.ESTIMATORS:
     raise UserError(f'unknown fisher={fisher!r}: use one of {", ".join(fisher_lib.ESTIMATORS)}')
-  if fisher != 'exact' and fisher_lib.has_dense_taps(apply_fn):
-    loss, w = _tapped_loss(apply_fn, lam, fisher, damping, normalize)(params, inputs, targets)
+  if fisher_lib.uses_taps(apply_fn, fisher):
+    loss, w, new = _tapped_loss(apply_fn, lam, fisher, damping, normalize)(
+        params, inputs, targets, running, None if running is None else jnp.asarray(decay))
   elif fisher == 'kfac':
     raise UserError('fisher=kfac needs a field made of dense layers (a mclnf_jax Field); '
                     'use diag or exact for other apply functions')
   else:
     scores = fisher_lib.per_sample_scores(apply_fn, params, inputs, targets)
-    w = _weights(fisher_lib.quadratic_forms_reference(scores, fisher, damping), lam, normalize)
+    if running is None:
+      q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping), None
+    else:
+      q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping, running, decay)
+    w = _weights(q, lam, normalize)
     residual = apply_fn(params, inputs) - targets
     loss = jnp.mean(w[:, None] * jnp.square(residual))
-  return (loss, w) if return_weights else loss
+  out = (loss, w) if return_weights else (loss,)
+  out = out if running is None else (*out, new)
+  return out if len(out) > 1 else loss
+
+
+def start_running_fisher(loss, apply_fn, params) -> fisher_lib.RunningFisher:
+  """The empty running Fisher of a task for the FIM loss `loss` (from `by_name('fim')`)."""
+  kind = getattr(loss, 'keywords', {}).get('fisher') \
+      if getattr(loss, 'func', None) is fim_weighted_mse else None
+  if kind is None:
+    raise UserError('a running Fisher needs the FIM loss: set the learner\'s loss to fim '
+                    '(config.methods.<name>.loss=fim)')
+  return fisher_lib.init_running(apply_fn, params, kind)
 
 
 def by_name(name: str, fim_config=None):

@@ -102,6 +102,12 @@ def declared_config() -> ml_collections.ConfigDict:
                               "inner loop's (0: rays_per_task)"),
       stratified=key(True, 'jittered samples along rays in inner and test-time steps '
                      '(metrics and figures render midpoints)'),
+      cell_overlap=key(0.0, "Mega-NeRF's overlapping cells: a cell's pool adds other views' "
+                       'rays crossing the cell grown by this fraction of its size on each '
+                       'side (0: pools by view; tasks/scene.py)'),
+      blend_overlap=key(0.0, "Mega-NeRF's blending: render-time weights of the experts whose "
+                        'cells grown by this fraction (< 0.5) hold a point, by inverse '
+                        'distance to cell centres (0: hard routing; tasks/scene.py)', RESULT),
       train_blocks=key('', 'matrixcity: comma-separated block ids for meta-training; '
                        'transforms_json: scene folder names under data.root'),
       test_blocks=key('', 'matrixcity: block ids for meta-test (views in block_N_test); '
@@ -162,6 +168,10 @@ def declared_config() -> ml_collections.ConfigDict:
                           'replay_ratio of them replayed; 0: one per sample. Its rate is '
                           'alpha = tto_lr / (s k beta gamma): tto_lr is the rate of a whole '
                           'test-time step, as for every learner', RESULT))
+  c.methods.modular_fim.update(fisher_decay=key(
+      0.0, "running per-task Fisher of Algorithm 1 (l. 8, 16): F_t = decay F_(t-1) + "
+      "(1 - decay) F_batch, F_1 the task's first batch's, carried across inner and "
+      "test-time steps; 0: each batch's own Fisher"))
   c.methods.ewc.update(ewc_lambda=key(1.0, 'lambda of (lambda/2) sum F (theta - theta*)^2, F '
                                       "the model's diagonal Fisher", RESULT))
   c.methods.oml.update(
@@ -190,6 +200,9 @@ def declared_config() -> ml_collections.ConfigDict:
       clip=key(1.0, 'global-norm clip of the meta-gradient'),
       inner_steps=key(3, 'inner-loop steps per task in meta-training'),
       first_order=key(False, 'first-order meta-gradient (no second derivatives)'),
+      remat=key('step', 'what the meta-gradient keeps of each inner step: step (recompute '
+                'it: least memory) | dots (keep matmul outputs) | none (keep all); see '
+                'learners/base.py and BUILD_NOTES', RUN),
       val_every=key(100, 'meta-validation period in steps (it picks the best meta-params)'),
       log_every=key(50, 'log period in steps', RUN),
       save_every=key(500, 'checkpoint period in steps', RUN),
@@ -207,6 +220,13 @@ def declared_config() -> ml_collections.ConfigDict:
                     'two up to this', RESULT),
       batch_size=key(8, 'meta-test signals evaluated at once', RESULT),
       num_shown=key(2, 'meta-test signals drawn in the reconstruction figures', RESULT))
+
+  # The device mesh (mclnf_jax/distributed.py; README "Many devices and hosts").
+  c.mesh = section(
+      data=key(0, "devices the meta-batch and eval batch are split over (axis 'data'); "
+               '0: every device (of every process) / mesh.expert', RUN),
+      expert=key(1, "devices a modular learner's experts (tasks) are split over in "
+                 "meta-training (axis 'expert'; an option, BUILD_NOTES Scale-out)", RUN))
   return c
 
 
