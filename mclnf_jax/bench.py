@@ -56,8 +56,9 @@ from mclnf_jax.tasks.factory import make_modality
 from mclnf_jax.types import stack_episodes
 
 MEASUREMENTS = ('gemm', 'sine', 'tto', 'fim', 'meta', 'table6')
-TORCH_SCRIPT = (pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'bench'
-                / 'torch_tto_reference.py')
+TORCH_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'bench'
+TORCH_SCRIPT = TORCH_DIR / 'torch_tto_reference.py'
+TORCH_META_SCRIPT = TORCH_DIR / 'torch_meta_reference.py'
 FLOP_FORMULA = '2*N*(3*sum_l d_l*d_(l+1) - d_0*d_1); N = pixels; matmuls only'
 MEMORY_SOURCE = 'compiled memory_analysis: temp + argument + output - alias bytes'
 
@@ -91,6 +92,10 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
   add('--torch', action=argparse.BooleanOptionalAction, default=False,
       help='also run the PyTorch twin (needs torch)')
   add('--torch_script', default=str(TORCH_SCRIPT))
+  add('--torch_meta_script', default=str(TORCH_META_SCRIPT))
+  add('--meta_remat', default='step',
+      help='remat policies of the meta-step (meta.remat) measured: comma list of '
+           'step,dots,none')
   add('--torch_threads', type=int, default=0, help='0: torch default')
   add('--torch_rounds', type=int, default=3, help='twin and our step timed in turn')
   return p.parse_args(argv)
@@ -125,14 +130,14 @@ def _image(a: argparse.Namespace, seed: int) -> np.ndarray:
 
 
 def make_setting(a: argparse.Namespace, learner: str, sine: str, *, fisher: str = 'diag',
-                 inner_steps: int = 1) -> Setting:
+                 inner_steps: int = 1, remat: str = 'step') -> Setting:
   """A learner of the base config with the benchmark's sizes, on one random image."""
   c = base.base_config()
   c.data.resolution = a.resolution
   c.tasks.grid = (1, a.tasks)
   c.field.update(depth=a.depth, w0=a.w0, sine=sine)
   c.fim.fisher = fisher
-  c.meta.update(inner_steps=inner_steps, first_order=False)
+  c.meta.update(inner_steps=inner_steps, first_order=False, remat=remat)
   for name, width in (('modular', a.width), ('modular_fim', a.width), ('ol', a.single_width)):
     c.methods[name].update(width=width, tto_opt='sgd', tto_lr=a.lr, inner_opt='sgd',
                            inner_lr=a.lr)
@@ -300,24 +305,78 @@ def _device_peak_bytes() -> Optional[int]:
   return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
 
-def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool) -> dict:
-  """One second-order meta-step of `modular` (eq. 1) on --meta_batch random images."""
-  s = make_setting(a, 'modular', sine, inner_steps=inner_steps)
+def meta_step_timer(a: argparse.Namespace, sine: str, inner_steps: int,
+                    remat: str) -> tuple[Callable[[], float], dict]:
+  """(a timer of one second-order meta-step of `modular` (eq. 1) on --meta_batch random
+  images, compiled and warmed up; its compiled memory and FLOPs)."""
+  s = make_setting(a, 'modular', sine, inner_steps=inner_steps, remat=remat)
   optimizer = meta.outer_optimizer(base.base_config().meta)
   batch = jax.tree_util.tree_map(jnp.asarray, stack_episodes(
       [s.modality.episode(_image(a, seed)) for seed in range(a.meta_batch)]))
   box = {'state': meta.init_state(s.learner, optimizer, jax.random.key(0))}
   step = meta.make_meta_step(s.learner, optimizer).lower(box['state'], batch).compile()
+  cost = step.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
+
+  def run():
+    box['state'], metrics = step(box['state'], batch)
+    _ready(metrics)
+  return _timer(run), {**_compiled_memory(step), 'gflop_xla': cost.get('flops', 0) / 1e9}
+
+
+def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool,
+               remat: str = 'step') -> dict:
+  """One second-order meta-step of `modular`: planned memory and, if timed, ms."""
+  timer, plan = meta_step_timer(a, sine, inner_steps, remat)
   record = {'bench': 'meta', 'inner_steps': inner_steps, 'meta_batch': a.meta_batch,
-            'sine': sine, 'second_order': True, 'memory_source': MEMORY_SOURCE,
-            **_compiled_memory(step), 'ms': None}
+            'sine': sine, 'remat': remat, 'second_order': True,
+            'memory_source': MEMORY_SOURCE, **plan, 'ms': None}
   if timed:
-    def run():
-      box['state'], metrics = step(box['state'], batch)
-      _ready(metrics)
-    record['ms'] = interleaved({'meta': _timer(run)}, a.meta_repeats)['meta']
+    record['ms'] = interleaved({'meta': timer}, a.meta_repeats)['meta']
     record['device_peak_bytes_in_use'] = _device_peak_bytes()
   return record
+
+
+def run_torch_meta(a: argparse.Namespace, inner_steps: int) -> dict:
+  """The PyTorch eager twin of the second-order meta-step (a subprocess, same sizes):
+  its JSON line (ms per meta-step, peak RSS), or {'skipped': why}."""
+  if not torch_available() or not os.path.exists(a.torch_meta_script):
+    return {'skipped': 'torch is not importable or the script is missing'}
+  cmd = [sys.executable, a.torch_meta_script, '--resolution', str(a.resolution),
+         '--experts', str(a.tasks), '--width', str(a.width), '--depth', str(a.depth),
+         '--w0', str(a.w0), '--inner_steps', str(inner_steps), '--inner_lr', str(a.lr),
+         '--batch', str(a.meta_batch), '--repeats', str(a.meta_repeats),
+         '--threads', str(a.torch_threads)]
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  lines = _json_lines(out.stdout)
+  if out.returncode or not lines:
+    return {'skipped': f'exit {out.returncode}: {out.stderr[-300:]}'}
+  return json.loads(lines[-1])
+
+
+def bench_meta_torch(a: argparse.Namespace, sine: str, inner_steps: int) -> dict:
+  """Our meta-step (every --meta_remat policy) against the PyTorch eager twin, timed in
+  turn --torch_rounds times; speed-up = median twin / median ours, and our planned
+  memory over the twin's peak RSS (the whole process: an upper bound of its arrays)."""
+  record = {'bench': 'meta_torch', 'script': a.torch_meta_script, 'sine': sine,
+            'inner_steps': inner_steps, 'meta_batch': a.meta_batch}
+  ours = {p: meta_step_timer(a, sine, inner_steps, p) for p in _csv(a.meta_remat)}
+  runs, times = [], {p: [] for p in ours}
+  for _ in range(a.torch_rounds):
+    runs.append(run_torch_meta(a, inner_steps))
+    if 'skipped' in runs[-1]:
+      return record | runs[-1]
+    for p, (timer, _) in ours.items():
+      times[p].append(interleaved({p: timer}, a.meta_repeats)[p])
+  theirs = [r['ms_per_meta_step'] for r in runs]
+  rss = max(r['max_rss_mib'] for r in runs) * 2**20
+  return record | {'torch': runs[0], 'torch_ms_runs': theirs,
+                   'torch_ms': statistics.median(theirs), 'torch_peak_rss_bytes': rss,
+                   'ours': {p: {'ms_runs': times[p], 'ms': statistics.median(times[p]),
+                                'speedup_vs_torch': statistics.median(theirs)
+                                / statistics.median(times[p]),
+                                'memory_over_torch_rss': plan['peak_bytes'] / rss, **plan}
+                            for p, (_, plan) in ours.items()}}
 
 
 def bench_table6(a: argparse.Namespace, sine: str, learner: str) -> dict:
@@ -335,15 +394,16 @@ def torch_available() -> bool:
   return importlib.util.find_spec('torch') is not None
 
 
-def run_torch(a: argparse.Namespace) -> dict:
-  """The PyTorch eager twin of the modular step as a subprocess on the same sizes: its
-  JSON line, or {'skipped': why}."""
+def run_torch(a: argparse.Namespace, compiled: bool = False) -> dict:
+  """The PyTorch twin of the modular step (eager, or `torch.compile`d) as a subprocess on
+  the same sizes: its JSON line, or {'skipped': why}."""
   if not torch_available() or not os.path.exists(a.torch_script):
     return {'skipped': 'torch is not importable or the script is missing'}
   cmd = [sys.executable, a.torch_script, '--height', str(a.resolution),
          '--width-px', str(a.resolution), '--experts', str(a.tasks), '--width', str(a.width),
          '--depth', str(a.depth), '--w0', str(a.w0), '--steps', str(a.steps),
          '--repeats', str(a.repeats), '--threads', str(a.torch_threads)]
+  cmd += ['--compile'] if compiled else []
   out = subprocess.run(cmd, capture_output=True, text=True, check=False)
   lines = _json_lines(out.stdout)
   if out.returncode or not lines:
@@ -351,14 +411,16 @@ def run_torch(a: argparse.Namespace) -> dict:
   return json.loads(lines[-1])
 
 
-def bench_torch(a: argparse.Namespace, sine: str) -> dict:
-  """Our modular step against the twin, timed in turn --torch_rounds times (so both
-  see the same load on a shared machine); speed-up = median twin / median ours."""
-  record = {'bench': 'torch', 'script': a.torch_script, 'sine': sine}
+def bench_torch(a: argparse.Namespace, sine: str, compiled: bool = False) -> dict:
+  """Our modular step against the twin (eager or compiled), timed in turn --torch_rounds
+  times (so both see the same load on a shared machine); speed-up = median twin /
+  median ours."""
+  record = {'bench': 'torch', 'script': a.torch_script, 'sine': sine,
+            'twin': 'torch.compile' if compiled else 'eager'}
   step, _ = step_timer(make_setting(a, 'modular', sine), a)
   runs, ours = [], []
   for _ in range(a.torch_rounds):
-    runs.append(run_torch(a))
+    runs.append(run_torch(a, compiled))
     if 'skipped' in runs[-1]:
       return record | runs[-1]
     ours.append(interleaved({'step': step}, a.repeats)['step'])
@@ -377,16 +439,30 @@ def _goal(name: str, value: Optional[float], target: float, higher: bool) -> dic
 
 
 def goals(tto: Optional[dict], fim: list[dict], metas: list[dict],
-          torch: Optional[dict]) -> dict:
-  """The issue's four targets from what was measured (value None where it was not)."""
-  peaks = {r['inner_steps']: r['peak_bytes'] for r in metas if r.get('peak_bytes')}
+          torch: list[dict], meta_torch: list[dict],
+          fim_shapes: Optional[dict] = None) -> dict:
+  """The targets from what was measured (value None where it was not)."""
+  peaks = {r['inner_steps']: r['peak_bytes'] for r in metas
+           if r.get('peak_bytes') and r.get('remat', 'step') == 'step'}
   lo, hi = (min(peaks), max(peaks)) if len(peaks) > 1 else (None, None)
-  return {'bench': 'goals', 'goals': [
-      _goal('tto_speedup_vs_torch', (torch or {}).get('speedup_vs_torch'), 1.5, True),
-      _goal('tto_fraction_of_gemm', (tto or {}).get('fraction_of_gemm'), 0.6, True),
-      _fim_goal(fim),
-      _goal('meta_memory_most_over_fewest_inner_steps',
-            peaks[hi] / peaks[lo] if lo else None, 1.5, False) | {'inner_steps': [lo, hi]}]}
+  twins = {r.get('twin'): r.get('speedup_vs_torch') for r in torch}
+  diag = [r['ratio_to_mse'] for r in fim if r['fisher'] == 'diag']
+  bound = (fim_shapes or {}).get('fim_over_mse_matmuls_only')
+  out = [_goal('tto_speedup_vs_torch_eager', twins.get('eager'), 1.5, True),
+         _goal('tto_speedup_vs_torch_compile', twins.get('torch.compile'), 1.5, True),
+         _goal('tto_fraction_of_gemm', (tto or {}).get('fraction_of_gemm'), 0.75, True),
+         _fim_goal(fim),
+         _goal('fim_diag_over_its_matmul_bound', diag[0] / bound if diag and bound else None,
+               1.1, False),
+         _goal('meta_memory_most_over_fewest_inner_steps',
+               peaks[hi] / peaks[lo] if lo else None, 1.5, False) | {'inner_steps': [lo, hi]}]
+  for r in meta_torch:
+    best = (r.get('ours') or {}).get('step', {})
+    out += [_goal(f'meta_speedup_vs_torch_eager_{r["inner_steps"]}_inner_steps',
+                  best.get('speedup_vs_torch'), 2.0, True),
+            _goal(f'meta_memory_over_torch_rss_{r["inner_steps"]}_inner_steps',
+                  best.get('memory_over_torch_rss'), 0.25, False)]
+  return {'bench': 'goals', 'goals': out}
 
 
 def _fim_goal(fim: list[dict]) -> dict:
@@ -427,18 +503,21 @@ def run(a: argparse.Namespace) -> list[dict]:
       for sine in sines:
         r = emit(bench_tto(a, sine, setting, with_gemm))
         tto = tto or r                      # the modular step with the first sine
-  torch = emit(bench_torch(a, sines[0])) if a.torch else None
+  torch = [emit(bench_torch(a, sines[0], c)) for c in (False, True)] if a.torch else []
   fim = [emit(bench_fim(a, sines[0], f)) for f in _csv(a.fishers)] if 'fim' in only else []
-  if fim:
-    emit(bench_fim_shapes(a))
+  shapes = emit(bench_fim_shapes(a)) if fim else None
   timed = _csv(a.meta_inner_steps) if a.meta_time == 'all' else _csv(a.meta_time)
-  metas = [emit(bench_meta(a, sines[0], n, str(n) in timed))
-           for n in sorted(int(n) for n in _csv(a.meta_inner_steps))
-           ] if 'meta' in only else []
+  metas, meta_torch = [], []
+  if 'meta' in only:
+    for n in sorted(int(n) for n in _csv(a.meta_inner_steps)):
+      metas += [emit(bench_meta(a, sines[0], n, str(n) in timed, p))
+                for p in _csv(a.meta_remat)]
+      if a.torch and str(n) in timed:
+        meta_torch.append(emit(bench_meta_torch(a, sines[0], n)))
   if 'table6' in only:
     for learner in _csv(a.table6_learners):
       emit(bench_table6(a, sines[0], learner))
-  emit(goals(tto, fim, metas, torch))
+  emit(goals(tto, fim, metas, torch, meta_torch, shapes))
   return records
 
 

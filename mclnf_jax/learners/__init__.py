@@ -14,7 +14,7 @@ from mclnf_jax.errors import UserError
 from mclnf_jax.fields import Field
 from mclnf_jax.fields.nerf import NeRFMLP
 from mclnf_jax.fields.siren import Siren
-from mclnf_jax.learners.base import Learner, make_optimizer
+from mclnf_jax.learners.base import Learner, make_optimizer, with_remat
 from mclnf_jax.learners.setup import Setup
 from mclnf_jax.types import MODALITIES, TaskSpec
 
@@ -109,7 +109,10 @@ def build(config: ml_collections.ConfigDict, name: str, spec: TaskSpec) -> Learn
     raise UserError(f'config.methods.{name}.meta_sgd: {name} is not meta-learned, so it has '
                     'no inner rates to learn')
   module = importlib.import_module(f'mclnf_jax.learners.{name}')
-  return module.make(build_setup(config, name, spec))
+  learner = module.make(build_setup(config, name, spec))
+  if learner.meta_loss is None:
+    return learner
+  return learner._replace(meta_loss=with_remat(config.meta.remat, learner.meta_loss))
 
 
 def names(config: ml_collections.ConfigDict) -> list[str]:

@@ -20,6 +20,9 @@ seed, signal and task) and k, so a rerun, a scan and a fori_loop all fit the sam
 batches; resumable learners keep k in their state so chained calls continue the
 sequence.
 """
+import contextlib
+import contextvars
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -92,14 +95,52 @@ def batch_at(batches: Batches, x: jax.Array, y: jax.Array, index: Any):
   return batches.draw(x, y, index, batches.size)
 
 
+# What the backward pass of a differentiated inner loop keeps of each step (`meta.remat`):
+#   step  nothing but the carry: each step is recomputed in the backward pass (least memory)
+#   dots  the matmul outputs too: only the elementwise work (sines, ...) is recomputed
+#   none  every activation (no recomputation; memory grows with the steps' activations)
+REMAT_POLICIES = ('step', 'dots', 'none')
+_remat = contextvars.ContextVar('remat', default='step')
+
+
+@contextlib.contextmanager
+def remat(policy: str):
+  """Within this context, inner loops traced with a static step count use `policy`."""
+  if policy not in REMAT_POLICIES:
+    raise UserError(f'meta.remat={policy!r}: use one of {", ".join(REMAT_POLICIES)}')
+  token = _remat.set(policy)
+  try:
+    yield
+  finally:
+    _remat.reset(token)
+
+
+def with_remat(policy: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+  """fn traced under `remat(policy)`: how a meta-loss fixes its inner loops' policy."""
+  with remat(policy):     # checks the name now, not at the first trace
+    pass
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with remat(policy):
+      return fn(*args, **kwargs)
+  return wrapped
+
+
 def run_steps(step_fn: Callable[[Any], Any], carry: Any, steps: Any) -> Any:
   """Applies step_fn `steps` times.
 
-  A static count becomes a `lax.scan` whose body is rematerialised (`jax.checkpoint`),
-  so reverse-mode memory holds one carry per step instead of every activation.
+  A static count becomes a `lax.scan` whose body is rematerialised (`jax.checkpoint`)
+  as the `remat` policy in force says (default 'step': reverse-mode memory holds one
+  carry per step instead of every activation); a traced count a `fori_loop`.
   """
   if isinstance(steps, int):
-    body = jax.checkpoint(lambda c, _: (step_fn(c), None))
+    body = lambda c, _: (step_fn(c), None)
+    policy = _remat.get()
+    if policy == 'step':
+      body = jax.checkpoint(body)
+    elif policy == 'dots':
+      body = jax.checkpoint(body, policy=jax.checkpoint_policies.checkpoint_dots)
     return jax.lax.scan(body, carry, None, length=steps)[0]
   return jax.lax.fori_loop(0, steps, lambda _, c: step_fn(c), carry)
 
