@@ -36,6 +36,26 @@ SEP = '/'     # between the keys of a flattened pytree path in an .npz
 # ------------------------------------------------------------------- loading ---
 
 
+def config_from(stored: dict) -> ml_collections.ConfigDict:
+  """The base config with every key of `stored` (nested or flat 'a.b.c' keys) set.
+
+  Stored configs are JSON, which has no tuples: a list stored where the base config holds
+  a tuple becomes a tuple again, so the rebuilt config equals the one that was stored.
+  Shared by `load_config` (a learner's stored identity) and `stream.Stream.load` (a
+  saved stream's whole config).
+  """
+  config = base.base_config()
+  for key, value in keys.flatten(stored).items():
+    *sections, leaf = key.split('.')
+    node = config
+    for s in sections:
+      node = node[s]
+    if isinstance(node.get(leaf), tuple) and isinstance(value, list):
+      value = tuple(value)
+    node[leaf] = value
+  return config
+
+
 def load_config(workdir: str, learner: str = 'modular') -> ml_collections.ConfigDict:
   """The config a learner of `workdir` was meta-trained with, from its stored identity.
 
@@ -49,17 +69,7 @@ def load_config(workdir: str, learner: str = 'modular') -> ml_collections.Config
     raise UserError(f'no {path}: {workdir} holds no meta-trained {learner} run '
                     '(pass config= for a learner that is not meta-learned)')
   stored = keys.flatten(identity.read_stored(path, folder))
-  config = base.base_config()
-  for key, value in stored.items():
-    if key == 'learner':
-      continue
-    *sections, leaf = key.split('.')
-    node = config
-    for s in sections:
-      node = node[s]
-    if isinstance(node.get(leaf), tuple) and isinstance(value, list):
-      value = tuple(value)
-    node[leaf] = value
+  config = config_from({k: v for k, v in stored.items() if k != 'learner'})
   config.learners = learner
   step = checkpoints.latest_step(folder)
   if step:

@@ -18,6 +18,9 @@ The buffer is part of the state: fixed-size arrays, the number of samples offere
 far and a PRNG key, so adaptation stays one jittable function with fixed shapes.
 Its sample shapes come from the episode (for scenes they are rays, not field inputs),
 so `adapt` starts a fresh, empty buffer: every call is a new signal (not resumable).
+The work on one task given the buffer so far (`with_previous`) is a function of its own,
+so a stream (mclnf_jax/stream/sequential.py) that keeps one buffer across calls runs the
+very steps `adapt` runs.
 """
 from typing import Any
 
@@ -129,33 +132,47 @@ def start_with_key(optimizer: optax.GradientTransformation):
                          'key': jax.random.PRNGKey(SEED)}
 
 
-def with_buffer(task_fn, buffer_fraction: float):
-  """adapt(state, episode, steps) running task_fn over tasks with a fresh buffer of
-  `buffer_slots(buffer_fraction, episode)` samples.
+def add_buffer(state, size: int, x: jax.Array, y: jax.Array):
+  """state with an empty buffer of `size` samples shaped like x, y in state['buffer'],
+  seeded by (and replacing) state['key'], which `start_with_key` put there."""
+  state = dict(state)
+  key = state.pop('key')            # the buffer's key from now on
+  state['buffer'] = empty_buffer(size, x, y, key)
+  return state
 
-  task_fn(state, x, y, steps, key) trains on one task with its own PRNG key (the buffer
-  in state['buffer'] holds earlier tasks only); its samples are offered to the buffer
-  afterwards.
+
+def with_previous(task_fn):
+  """step(state, x, y, steps) -> state: one task learnt on top of the buffer in
+  state['buffer'] (earlier tasks' samples), then its samples offered to that buffer.
+
+  task_fn(state, x, y, steps, key) trains on the task with its own PRNG key, split off
+  the buffer's key first. `with_buffer` runs this step per task of an episode and a
+  stream per arriving task, so both draw the same keys and give the same states.
   """
-  def adapt(state, episode: Episode, steps):
-    state = dict(state)
-    key = state.pop('key')            # the buffer's key from now on
-    size = buffer_slots(buffer_fraction, episode)
-    state['buffer'] = empty_buffer(size, episode.context_x, episode.context_y, key)
+  def step(state, x, y, steps):
+    task_key, buffer_key = jax.random.split(state['buffer']['key'])
+    state = task_fn({**state, 'buffer': {**state['buffer'], 'key': buffer_key}},
+                    x, y, steps, task_key)
+    return {**state, 'buffer': reservoir_add(state['buffer'], x, y)}
+  return step
 
-    def one_task(state, x, y, t):
-      task_key, buffer_key = jax.random.split(state['buffer']['key'])
-      state = task_fn({**state, 'buffer': {**state['buffer'], 'key': buffer_key}},
-                      x, y, steps, task_key)
-      return {**state, 'buffer': reservoir_add(state['buffer'], x, y)}
-    return base.over_tasks(one_task, state, episode)
+
+def with_buffer(task_fn, buffer_fraction: float):
+  """adapt(state, episode, steps) running `with_previous(task_fn)` over the tasks with a
+  fresh buffer of `buffer_slots(buffer_fraction, episode)` samples."""
+  step = with_previous(task_fn)
+
+  def adapt(state, episode: Episode, steps):
+    size = buffer_slots(buffer_fraction, episode)
+    state = add_buffer(state, size, episode.context_x, episode.context_y)
+    return base.over_tasks(lambda state, x, y, t: step(state, x, y, steps), state, episode)
   return adapt
 
 
-def replay_learner(name: str, s: Setup, *, buffer_fraction: float,
-                   replay_ratio: float) -> base.Learner:
-  """CL with a reservoir replay buffer mixed into every step."""
-  check_replay(name, buffer_fraction, replay_ratio)
+def replay_task(s: Setup, replay_ratio: float):
+  """ER's training on one task, task_fn(state, x, y, steps, task_key) of `with_previous`:
+  every step fits the task's batch mixed with samples replayed from the buffer of earlier
+  tasks (a fraction `replay_ratio` of the batch, none while the buffer is empty)."""
   opt = s.tto_opt
   batches = s.tto_batches
   replayed = replay_batch(batches)
@@ -180,11 +197,17 @@ def replay_learner(name: str, s: Setup, *, buffer_fraction: float,
         step, (state['params'], state['opt'], task_key, jnp.zeros((), jnp.int32)), x, y,
         steps, batches)
     return {**state, 'params': params, 'opt': opt_state}
+  return task_fn
 
+
+def replay_learner(name: str, s: Setup, *, buffer_fraction: float,
+                   replay_ratio: float) -> base.Learner:
+  """CL with a reservoir replay buffer mixed into every step."""
+  check_replay(name, buffer_fraction, replay_ratio)
   return base.Learner(
       name=name, meta_learned=False, resumable=False, init=s.field.init,
-      start=start_with_key(opt),
-      adapt=with_buffer(task_fn, buffer_fraction),
+      start=start_with_key(s.tto_opt),
+      adapt=with_buffer(replay_task(s, replay_ratio), buffer_fraction),
       predict=lambda state, x: s.apply(state['params'], x))
 
 

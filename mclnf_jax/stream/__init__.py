@@ -28,7 +28,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mclnf_jax import api, learners
-from mclnf_jax.configs import base, keys
 from mclnf_jax.errors import UserError
 from mclnf_jax.stream.experts import ExpertBuffer
 from mclnf_jax.stream.merge import MERGES
@@ -209,7 +208,7 @@ class Stream:
         raise UserError(f'no saved stream in {path}: call Stream.save(path) first')
       tree = m.restore(step, args=ocp.args.StandardRestore())
     about = json.loads(bytes(np.asarray(tree['about'])).decode())
-    config = _config(about['config'])
+    config = api.config_from(about['config'])
     kwargs = {'learner': about['learner'], 'modality': modality,
               'steps': int(tree['steps'])}
     if learners.BY_NAME[learners.canonical(about['learner'])].modular:
@@ -247,17 +246,3 @@ def _text(text: str) -> np.ndarray:
 
 def _like(tree: Any) -> Any:
   return jax.tree.map(jnp.asarray, tree)
-
-
-def _config(stored: dict) -> ml_collections.ConfigDict:
-  """The base config with every stored key set (tuples kept as tuples)."""
-  config = base.base_config()
-  for path, value in keys.flatten(stored).items():
-    *sections, leaf = path.split('.')
-    node = config
-    for s in sections:
-      node = node[s]
-    if isinstance(node.get(leaf), tuple) and isinstance(value, list):
-      value = tuple(value)
-    node[leaf] = value
-  return config

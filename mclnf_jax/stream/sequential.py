@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mclnf_jax.errors import UserError
-from mclnf_jax.learners import base, er
+from mclnf_jax.learners import er
 from mclnf_jax.learners.base import Learner
 from mclnf_jax.learners.setup import Setup
 from mclnf_jax.stream.experts import counted, one_task
@@ -83,10 +83,10 @@ class Sequential:
 class Replay(Sequential):
   """ER on a stream: one reservoir buffer kept across all tasks.
 
-  `learners.er` starts a fresh buffer in every `adapt` (an episode is one signal), so its
-  steps are repeated here with the buffer carried in the state: per task the same key
-  splits, replayed batches and reservoir update as ER's batch adaptation (a test checks
-  the two agree). The buffer holds `buffer_fraction` of the samples of the stream's
+  `learners.er`'s `adapt` starts a fresh buffer per episode (an episode is one signal);
+  here the buffer stays in the state and each task runs ER's own per-task step
+  (`er.with_previous`), so a stream and ER's batch adaptation of the same tasks agree (a
+  test checks it). The buffer holds `buffer_fraction` of the samples of the stream's
   whole layout (num_cells tasks of m samples), as ER's holds of a signal.
   """
 
@@ -96,15 +96,12 @@ class Replay(Sequential):
     self.num_cells = num_cells
     m = setup.method
     er.check_replay('er', m.buffer_fraction, m.replay_ratio)
-    self._task = replay_task(setup, m.replay_ratio)
+    self._step = er.with_previous(er.replay_task(setup, m.replay_ratio))
     super().__init__(learner, meta, traces)
     self._checked = True
 
   def adapt_one(self, state, x, y, steps):
-    task_key, buffer_key = jax.random.split(state['buffer']['key'])
-    state = self._task({**state, 'buffer': {**state['buffer'], 'key': buffer_key}},
-                       x, y, steps, task_key)
-    return {**state, 'buffer': er.reservoir_add(state['buffer'], x, y)}
+    return self._step(state, x, y, steps)
 
   def prepare(self, x_shape: tuple, y_shape: tuple) -> None:
     """The empty buffer, once the shapes of a task are known (the first task)."""
@@ -113,43 +110,11 @@ class Replay(Sequential):
     layout = jax.ShapeDtypeStruct((self.num_cells,) + tuple(x_shape), jnp.float32)
     size = er.buffer_slots(self.setup.method.buffer_fraction,
                            Episode(layout, None, None, None))
-    state = dict(self.state)
-    key = state.pop('key')
-    state['buffer'] = er.empty_buffer(size, jnp.zeros(x_shape), jnp.zeros(y_shape), key)
-    self.state = state
+    self.state = er.add_buffer(self.state, size, jnp.zeros(x_shape), jnp.zeros(y_shape))
 
   def observe(self, x, y, cell, steps) -> None:
     self.prepare(x.shape, y.shape)
     super().observe(x, y, cell, steps)
-
-
-def replay_task(s: Setup, replay_ratio: float):
-  """ER's training on one task (`learners.er.replay_learner`): every step fits the task's
-  batch mixed with samples replayed from the buffer of earlier tasks."""
-  opt, batches = s.tto_opt, s.tto_batches
-  replayed = er.replay_batch(batches)
-
-  def task(state, x, y, steps, task_key):
-    n = er.replay_count(batches.size or x.shape[0], replay_ratio)
-    buffer = state['buffer']
-
-    def step(carry, bx, by):
-      params, opt_state, key, k = carry
-      key, sub = jax.random.split(key)
-      loss = lambda p: s.loss(s.apply, p, bx, by)
-      if n:
-        rx, ry, active = er.sample_replay(buffer, sub, n, x, y)
-        rx, ry = replayed(rx, ry, k)
-        w = jnp.where(active, replay_ratio, 0.0)
-        loss = lambda p: ((1 - w) * s.loss(s.apply, p, bx, by)
-                          + w * s.loss(s.apply, p, rx, ry))
-      return (*er.opt_step(opt, loss, params, opt_state), key, k + 1)
-
-    params, opt_state, _, _ = base.run_batched(
-        step, (state['params'], state['opt'], task_key, jnp.zeros((), jnp.int32)), x, y,
-        steps, batches)
-    return {**state, 'params': params, 'opt': opt_state}
-  return task
 
 
 def shapes_of(x: np.ndarray, y: np.ndarray) -> np.ndarray:
