@@ -2,8 +2,11 @@
 
 The whole meta-state pytree (`meta.init_state`) is saved synchronously by orbax's
 `CheckpointManager` (atomic: a killed save leaves an orbax temporary folder the manager
-ignores) and restored into a template built with `jax.eval_shape`, so nothing is
-initialised just to be overwritten.
+ignores) and restored into a template built with `jax.eval_shape` of the same builder
+that makes a fresh state, so nothing is initialised just to be overwritten. Over a device
+mesh that builder is `jit(init, out_shardings=replicated)` (`meta.state_builder`): every
+process saves its part into one directory, and the template's shardings place the
+restored state, whatever number of processes or devices wrote it (2 -> 1 is tested).
 
 Where meta-training starts from, in order:
   1. the learner's own folder in the workdir: resume its latest step (exactly);
@@ -26,6 +29,9 @@ from absl import logging
 from mclnf_jax.errors import UserError
 
 MetaState = dict[str, Any]
+# Files of an orbax checkpoint step whose loss the restore error may not name (a template
+# with shardings, as over a mesh, fails on the tree before reading them).
+METADATA = ('_CHECKPOINT_METADATA', os.path.join('default', '_METADATA'))
 
 
 def manager(folder: str) -> ocp.CheckpointManager:
@@ -60,6 +66,16 @@ def latest_step(folder: str) -> Optional[int]:
                     f'{_first_line(e)}); {_fix(folder)}') from None
 
 
+def template(init_fn: Callable[[], MetaState]) -> Any:
+  """The restore target: shapes, dtypes and shardings of init_fn's state, without running
+  it. A leaf without a sharding (init_fn not jitted over a mesh) is placed on this
+  process's first device, so a checkpoint of any mesh or process count restores."""
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  return jax.tree_util.tree_map(
+      lambda s: s if getattr(s, 'sharding', None) is not None
+      else jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=local), jax.eval_shape(init_fn))
+
+
 def restore(folder: str, init_fn: Callable[[], MetaState]) -> tuple[int, MetaState]:
   """(step, state) of the latest checkpoint in `folder`; a one-line error if there is none
   or it cannot be read."""
@@ -70,17 +86,20 @@ def restore(folder: str, init_fn: Callable[[], MetaState]) -> tuple[int, MetaSta
   path = os.path.join(os.path.abspath(folder), 'checkpoints', str(step))
   try:
     with manager(folder) as m:
-      state = m.restore(step, args=ocp.args.StandardRestore(jax.eval_shape(init_fn)))
+      state = m.restore(step, args=ocp.args.StandardRestore(template(init_fn)))
   except Exception as e:  # pylint: disable=broad-except
     text = str(e)
+    # (the first line without tensorstore's spec, which names every dtype it casts to)
+    head = text.split('\n')[0].split('[tensorstore_spec')[0].lower()
     if 'Structure mismatch' in text or 'not compatible with the stored shape' in text \
-        or 'dtype' in text.split('\n')[0].lower():
+        or 'tree structures do not match' in text or 'dtype' in head:
       what = ('holds a meta-state of another structure (another learner or config, or '
               'an earlier version of mclnf_jax)')
     else:
       what = 'is truncated or corrupt'
-    raise UserError(f'the checkpoint {path} {what} ({type(e).__name__}: {_first_line(e)}); '
-                    f'{_fix(folder)}') from None
+    missing = [name for name in METADATA if not os.path.exists(os.path.join(path, name))]
+    cause = f'{missing[0]} is missing' if missing else f'{type(e).__name__}: {_first_line(e)}'
+    raise UserError(f'the checkpoint {path} {what} ({cause}); {_fix(folder)}') from None
   return step, state
 
 

@@ -1,7 +1,8 @@
 """Meta-training: the outer loop over a meta-batch of signals (eq. 1 and 2).
 
-`meta_step(state, batch)` is one jitted, donated function of the global batch, so that
-sharding it over a device mesh later is a matter of in/out shardings. The whole run
+`meta_step(state, batch)` is one jitted, donated function of the global batch; over a
+device mesh (`distributed.py`) the batch arrives split over the 'data' axis, the state is
+replicated, and jit's shardings make the meta-gradient a sum over devices. The whole run
 state (meta-params, optimiser state, step, best-so-far by meta-validation) is one
 pytree that orbax saves whole (`checkpoints.py`), so a rerun resumes exactly where it
 stopped. `meta_train` is the whole loop of one learner: resume, step, validate, save;
@@ -17,6 +18,7 @@ good checkpoint; a state with non-finite meta-params is never saved; a meta-vali
 PSNR more than `meta.val_drop_warn` dB below the best logs a warning (evaluation uses
 the best meta-params anyway).
 """
+import contextlib
 import functools
 import os
 import time
@@ -28,7 +30,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from mclnf_jax import checkpoints, metric_writers
+from mclnf_jax import checkpoints, distributed, metric_writers
 from mclnf_jax.configs.keys import schedule_steps
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners.base import Learner
@@ -78,15 +80,38 @@ def init_state(learner: Learner, optimizer, key: jax.Array) -> MetaState:
           'best_val_mse': jnp.full((), jnp.inf)}
 
 
+def state_builder(learner: Learner, optimizer, key: jax.Array,
+                  mesh: Optional[jax.sharding.Mesh] = None) -> Callable[[], MetaState]:
+  """init_fn() -> the initial meta-state; over a mesh built replicated by
+  `jit(init, out_shardings=...)` (every process holds a copy orbax can save), and, through
+  `jax.eval_shape`, the template a checkpoint restores into with the same shardings."""
+  init_fn = functools.partial(init_state, learner, optimizer, key)
+  if mesh is None:
+    return init_fn
+  return jax.jit(init_fn, out_shardings=distributed.replicated(mesh))
+
+
 def batch_loss(learner: Learner, params, batch: Episode):
   """Mean meta-loss over a batch of episodes stacked on axis 0."""
   losses, aux = jax.vmap(learner.meta_loss, in_axes=(None, 0))(params, batch)
   return losses.mean(), jax.tree_util.tree_map(jnp.mean, aux)
 
 
-def make_meta_step(learner: Learner, optimizer) -> Callable[[MetaState, Episode], tuple]:
-  """One outer update: grad of the meta-loss through the whole inner loop."""
-  @functools.partial(jax.jit, donate_argnums=0)
+def _jit(fn: Callable, mesh: Optional[jax.sharding.Mesh], **kwargs) -> Callable:
+  """jit with every output replicated over `mesh` (so every process can read it)."""
+  if mesh is not None:
+    kwargs['out_shardings'] = distributed.replicated(mesh)
+  return jax.jit(fn, **kwargs)
+
+
+def make_meta_step(learner: Learner, optimizer,
+                   mesh: Optional[jax.sharding.Mesh] = None) -> Callable[[MetaState, Episode],
+                                                                         tuple]:
+  """One outer update: grad of the meta-loss through the whole inner loop.
+
+  mesh: the batch comes split over its 'data' axis, the state and the outputs are
+  replicated (the batch mean of the meta-loss becomes an all-reduce of the gradient).
+  """
   def meta_step(state: MetaState, batch: Episode):
     (loss, aux), grads = jax.value_and_grad(
         functools.partial(batch_loss, learner), has_aux=True)(state['params'], batch)
@@ -102,15 +127,15 @@ def make_meta_step(learner: Learner, optimizer) -> Callable[[MetaState, Episode]
                'skipped_steps': opt_state.total_notfinite, **aux}
     return {**state, 'step': state['step'] + 1, 'params': params,
             'opt_state': opt_state}, metrics
-  return meta_step
+  return _jit(meta_step, mesh, donate_argnums=0)
 
 
-def make_validate(learner: Learner) -> Callable[[Any, Episode], jax.Array]:
+def make_validate(learner: Learner,
+                  mesh: Optional[jax.sharding.Mesh] = None) -> Callable[[Any, Episode], jax.Array]:
   """Mean squared error after the inner loop on held-out meta-validation signals."""
-  @jax.jit
   def validate(params, batch: Episode):
     return batch_loss(learner, params, batch)[1]['mse']
-  return validate
+  return _jit(validate, mesh)
 
 
 @functools.partial(jax.jit, donate_argnums=0)
@@ -137,10 +162,38 @@ def batch_indices(seed: int, step: int, num_signals: int, batch_size: int) -> np
   return rng.choice(num_signals, size=batch_size, replace=batch_size > num_signals)
 
 
-def process_slice(indices: np.ndarray) -> np.ndarray:
+def process_slice(indices: np.ndarray,
+                  mesh: Optional[jax.sharding.Mesh] = None) -> np.ndarray:
+  """This process's rows of a global meta-batch: over a mesh, those its devices hold of
+  the batch split over 'data' (`distributed.process_rows`); else an equal share by
+  process index."""
+  if mesh is not None:
+    return indices[distributed.process_rows(mesh, len(indices))]
   n, pid = jax.process_count(), jax.process_index()
   per = len(indices) // n
   return indices[pid * per:(pid + 1) * per]
+
+
+def place_validation(mesh: jax.sharding.Mesh, batch: Episode, experts: bool = False) -> Episode:
+  """Meta-validation episodes (every process holds them all) as global arrays: split over
+  'data' when their number divides it, else replicated (each device validates them all)."""
+  num = len(jax.tree_util.tree_leaves(batch)[0])
+  if num % mesh.shape[distributed.DATA]:
+    return distributed.put(batch, distributed.replicated(mesh))
+  return distributed.put(batch, distributed.episode_shardings(mesh, batch, experts))
+
+
+def compiled_with_collectives(meta_step: Callable, name: str, mesh: jax.sharding.Mesh,
+                              state: MetaState, batch: Episode) -> Callable:
+  """The meta-step compiled for these shapes, after logging the collectives XLA placed in
+  it (BUILD_NOTES "Scale-out" reads them from this line)."""
+  compiled = meta_step.lower(state, batch).compile()
+  cost = compiled.cost_analysis()
+  cost = (cost[0] if isinstance(cost, (list, tuple)) else cost) or {}
+  logging.info('%s: meta-step on mesh %s: %.3g GFLOP per device; collectives per device: %s',
+               name, dict(mesh.shape), cost.get('flops', float('nan')) / 1e9,
+               distributed.describe(distributed.collectives(compiled.as_text())))
+  return compiled
 
 
 class Progress:
@@ -167,16 +220,19 @@ def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable
           val_batch: Episode, *, steps: int, val_every: int, log_every: int,
           save: Callable[[MetaState], None], save_every: int,
           writer: Optional[metric_writers.MetricWriter] = None, max_bad_steps: int = 0,
-          val_drop_warn: float = float('inf'), folder: str = '') -> Iterator[MetaState]:
+          val_drop_warn: float = float('inf'), folder: str = '',
+          mesh: Optional[jax.sharding.Mesh] = None) -> Iterator[MetaState]:
   """Runs meta-steps from state['step'] to `steps`; yields the state after each save.
 
   writer: where the scalars go besides the log line (meta-loss, grad and param norms,
   rate at log steps; val_mse and val_psnr at validation steps). max_bad_steps: stop
   (UserError) after this many consecutive skipped non-finite steps (0: never);
   val_drop_warn: warn when meta-validation PSNR falls this many dB below the best;
-  folder: the learner folder, named in the errors.
+  folder: the learner folder, named in the errors. mesh: the batches are global arrays
+  over it and the state is replicated (`meta_train` places both).
   """
-  meta_step, validate = make_meta_step(learner, optimizer), make_validate(learner)
+  meta_step = make_meta_step(learner, optimizer, mesh)
+  validate = make_validate(learner) if mesh is None else make_validate(learner, mesh)
   first = int(state['step'])
   progress = Progress(f'meta-train {learner.name}', first, steps)
   val_psnr = float('nan')
@@ -205,7 +261,10 @@ def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable
 
   pending = None
   for step in range(first, steps):
-    state, metrics = meta_step(state, episode_batch(step))
+    batch = episode_batch(step)
+    if step == first and mesh is not None and mesh.size > 1:
+      meta_step = compiled_with_collectives(meta_step, learner.name, mesh, state, batch)
+    state, metrics = meta_step(state, batch)
     done, scalars = step + 1, {}
     if pending is not None:
       check(*pending)
@@ -244,32 +303,48 @@ def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable
 
 
 def meta_train(learner: Learner, m, seed: int, folder: str,
-               episode_batch: Callable[[int], Episode], val_batch: Callable[[], Episode]) -> Any:
+               episode_batch: Callable[[int], Episode], val_batch: Callable[[], Episode],
+               mesh: Optional[jax.sharding.Mesh] = None, experts: bool = False) -> Any:
   """Meta-trains (or resumes) one learner to `m.steps` (config.meta); its best meta-params.
 
-  episode_batch(step) is the global meta-batch of a step; val_batch() the
-  meta-validation episodes, loaded only when there are steps left to run.
+  episode_batch(step) is the meta-batch of a step: the whole of it, or over a `mesh` this
+  process's rows of it (`process_slice`); val_batch() the meta-validation episodes, loaded
+  only when there are steps left to run. experts: split the tasks (experts) of the
+  context arrays over the mesh's 'expert' axis (modular learners). Process 0 alone writes
+  the metrics; every process saves its part of the checkpoints.
   """
   optimizer = outer_optimizer(m)
-  init_fn = functools.partial(init_state, learner, optimizer, jax.random.key(seed))
+  init_fn = state_builder(learner, optimizer, jax.random.key(seed), mesh)
+  batches = episode_batch
+  if mesh is not None:
+    distributed.check_divides(m.batch_size, mesh, 'config.meta.batch_size')
+    batches = lambda step: distributed.global_batch(mesh, episode_batch(step), m.batch_size,
+                                                    experts)
   state = checkpoints.resume(folder, init_fn, m.init_from)
   if int(state['step']) < m.steps:
-    with metric_writers.MetricWriter(folder, 'train', start=int(state['step'])) as writer:
-      for state in train(learner, optimizer, state, episode_batch, val_batch(),
+    val = val_batch()
+    if mesh is not None:
+      val = place_validation(mesh, val, experts)
+    writes = distributed.is_main()
+    with (metric_writers.MetricWriter(folder, 'train', start=int(state['step'])) if writes
+          else contextlib.nullcontext()) as writer:
+      for state in train(learner, optimizer, state, batches, val,
                          steps=m.steps, val_every=m.val_every, log_every=m.log_every,
                          save=functools.partial(checkpoints.save, folder),
                          save_every=m.save_every, writer=writer,
                          max_bad_steps=m.max_bad_steps, val_drop_warn=m.val_drop_warn,
-                         folder=folder):
+                         folder=folder, mesh=mesh):
         pass
   return state['best_params']
 
 
-def best_params(learner: Learner, m, seed: int, folder: str) -> Any:
-  """The best meta-params a finished (or interrupted) meta-training run saved."""
+def best_params(learner: Learner, m, seed: int, folder: str,
+                mesh: Optional[jax.sharding.Mesh] = None) -> Any:
+  """The best meta-params a finished (or interrupted) meta-training run saved (over a
+  `mesh`: restored replicated on it, whatever mesh or process count saved them)."""
   optimizer = outer_optimizer(m)
   step, state = checkpoints.restore(
-      folder, functools.partial(init_state, learner, optimizer, jax.random.key(seed)))
+      folder, state_builder(learner, optimizer, jax.random.key(seed), mesh))
   if step < m.steps:
     logging.warning('%s: evaluating an unfinished meta-training run (step %d of %d)',
                     learner.name, step, m.steps)
