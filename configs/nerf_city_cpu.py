@@ -24,6 +24,7 @@ def get_config():
   c.render.update(num_samples=32)
   base.set_widths(c, 128, 64)
   c.scene.update(tto_rays_per_task=512)
-  c.methods.modular.update(tto_opt='adam', tto_lr=5e-3)
+  for name in ('modular', 'modular_fim'):      # Ours (MIM), if added, at the same rule
+    c.methods[name].update(tto_opt='adam', tto_lr=5e-3)
   c.eval.update(max_steps=1024, batch_size=1)
   return c

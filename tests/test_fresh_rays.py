@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mclnf_jax import learners
+from mclnf_jax import experiment, learners
 from mclnf_jax.data import city
 from mclnf_jax.data.scene import SceneSignal, views_by_cell
 from mclnf_jax.errors import UserError
@@ -294,3 +294,24 @@ def test_grid_modalities_keep_full_batches_bit_for_bit():
   learner = learners.build(config, 'modular', spec)
   s = learners.build_setup(config, 'modular', spec)
   assert s.queries(episode) is episode
+
+
+def test_successive_meta_steps_fit_successive_batches_of_each_pool(scene):
+  tasks, episode = scene
+  inner_steps, pool = 2, episode.context_x.shape[1]
+
+  def fitted(e, first=0):        # the rays (6 columns) an inner loop fits on task 0
+    return np.concatenate([np.asarray(tasks.draw(e.context_x[0], e.context_y[0], k, BATCH)[0])
+                           for k in range(first, first + inner_steps)])[:, :6]
+  steps = [experiment.rolled_pools(episode, s * inner_steps * BATCH) for s in range(3)]
+  assert not rows(fitted(steps[0])) & rows(fitted(steps[1]))
+  assert not rows(fitted(steps[1])) & rows(fitted(steps[2]))
+  # Meta-step 1's inner loop fits the rays meta-step 0's would have fitted next.
+  np.testing.assert_array_equal(fitted(steps[1]), fitted(episode, inner_steps))
+  for e in steps:                # the query rays stay apart from the fitted ones
+    query = np.asarray(tasks.draw(e.context_x[0], e.context_y[0], base.QUERY, QUERY)[0])
+    assert not rows(query[:, :6]) & rows(fitted(e))
+  wrapped = experiment.rolled_pools(episode, pool * 3)          # cyclic
+  np.testing.assert_array_equal(wrapped.context_x, episode.context_x)
+  grid = helpers.tiny_episodes(1)
+  assert experiment.rolled_pools(grid, 0) is grid
