@@ -61,3 +61,12 @@ def one_line_error(match: str, fn, *args, **kwargs) -> str:
     fn(*args, **kwargs)
   assert '\n' not in str(info.value)
   return str(info.value)
+
+
+def downward_rays(n: int, seed: int = 0) -> np.ndarray:
+  """[n, 6] rays (origin, unit direction) looking down from 1.5 over [-1, 1]^2."""
+  rng = np.random.default_rng(seed)
+  origins = np.concatenate([rng.uniform(-1, 1, (n, 2)), np.full((n, 1), 1.5)], -1)
+  dirs = np.concatenate([rng.normal(0, 0.4, (n, 2)), -np.ones((n, 1))], -1)
+  dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+  return np.concatenate([origins, dirs], -1).astype(np.float32)

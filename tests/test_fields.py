@@ -6,6 +6,7 @@ import pytest
 from mclnf_jax.fields import Field, param_count
 from mclnf_jax.fields import experts
 from mclnf_jax.fields.siren import Siren
+from tests import helpers
 
 
 def small_field(width=8, depth=3, out_dim=3):
@@ -90,11 +91,7 @@ def test_scene_predictions_unchanged_by_bucketed_routing():
                      chunk=64)
   field = Field(NeRFMLP(depth=2, width=16, pos_freqs=4, dir_freqs=2, skip=False), in_dim=6)
   stacked = jax.vmap(field.init)(jax.random.split(jax.random.key(1), 4))
-  rng = np.random.default_rng(0)
-  origins = np.concatenate([rng.uniform(-1, 1, (200, 2)), np.full((200, 1), 1.5)], -1)
-  dirs = np.concatenate([rng.normal(0, 0.4, (200, 2)), -np.ones((200, 1))], -1)
-  dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-  rays = jnp.asarray(np.concatenate([origins, dirs], -1), jnp.float32)
+  rays = jnp.asarray(helpers.downward_rays(200), jnp.float32)
   for cols in (rays, scene.figure_columns(rays)):
     fast = jax.jit(scene.predictor(experts.routed_apply(field, scene.route, block=256)))
     dense = jax.jit(scene.predictor(experts.dense_routed_apply(field, scene.route)))

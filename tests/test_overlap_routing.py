@@ -18,6 +18,7 @@ from mclnf_jax.fields import Field, experts
 from mclnf_jax.fields.nerf import NeRFMLP
 from mclnf_jax.fields.siren import Siren
 from mclnf_jax.tasks.scene import SceneTasks
+from tests import helpers
 
 BOUNDS = (-1.0, 1.0, -1.0, 1.0)
 
@@ -145,11 +146,7 @@ def test_blended_scene_renders_equal_the_dense_mixture():
   scene = scene_tasks(blend_overlap=0.15)
   field = Field(NeRFMLP(depth=2, width=16, pos_freqs=4, dir_freqs=2, skip=False), in_dim=6)
   stacked = jax.vmap(field.init)(jax.random.split(jax.random.key(1), 4))
-  rng = np.random.default_rng(0)
-  origins = np.concatenate([rng.uniform(-1, 1, (200, 2)), np.full((200, 1), 1.5)], -1)
-  dirs = np.concatenate([rng.normal(0, 0.4, (200, 2)), -np.ones((200, 1))], -1)
-  dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
-  rays = jnp.asarray(np.concatenate([origins, dirs], -1), jnp.float32)
+  rays = jnp.asarray(helpers.downward_rays(200), jnp.float32)
   fast = jax.jit(scene.predictor(experts.routed_apply(field, scene.route, block=256)))
   dense = jax.jit(scene.predictor(experts.dense_routed_apply(field, scene.route)))
   hard = jax.jit(scene_tasks().predictor(experts.routed_apply(field, scene_tasks().route,
