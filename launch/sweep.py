@@ -43,16 +43,21 @@ from mclnf_jax.report import tables
 from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.factory import make_modality
 
-config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
-                                lock_config=True)
-flags.DEFINE_string('workdir', None, 'Sweep folder: one subfolder per point, sweep.md/.csv.')
-flags.DEFINE_multi_string('sweep', [], 'KEY=V1,V2,... (or V1;V2 when values hold commas): '
-                          'one axis of the grid; repeat for more axes.')
-flags.DEFINE_bool('slurm', False, 'Write (and submit if sbatch is found) a SLURM job array '
-                  'instead of running the points here.')
-flags.DEFINE_bool('summarize', False, 'Only write DIR/sweep.md and DIR/sweep.csv from the '
-                  'results present.')
-flags.mark_flags_as_required(['config', 'workdir'])
+
+def define_flags() -> None:
+  """The command's flags, defined when it runs as a program (the tests import this
+  module beside other launch modules that define `--config` too)."""
+  config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/*.py).',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Sweep folder: one subfolder per point, sweep.md/.csv.')
+  flags.DEFINE_multi_string('sweep', [], 'KEY=V1,V2,... (or V1;V2 when values hold commas): '
+                            'one axis of the grid; repeat for more axes.')
+  flags.DEFINE_bool('slurm', False, 'Write (and submit if sbatch is found) a SLURM job array '
+                    'instead of running the points here.')
+  flags.DEFINE_bool('summarize', False, 'Only write DIR/sweep.md and DIR/sweep.csv from the '
+                    'results present.')
+  flags.mark_flags_as_required(['config', 'workdir'])
+
 
 TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'slurm',
                         'sweep_array.sbatch')
@@ -411,4 +416,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main, flags_parser=checks.flags_parser)
