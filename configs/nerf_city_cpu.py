@@ -1,4 +1,4 @@
-"""The embedded city at a size where its streets show in held-out views (CPU, ~20 min).
+"""The embedded city at a size where its streets show in held-out views (CPU, ~7 min).
 
 python -m mclnf_jax.main --config=configs/nerf_city_cpu.py --workdir=workdir/nerf_city_cpu
 
