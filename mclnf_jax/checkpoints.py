@@ -34,12 +34,18 @@ MetaState = dict[str, Any]
 METADATA = ('_CHECKPOINT_METADATA', os.path.join('default', '_METADATA'))
 
 
-def manager(folder: str) -> ocp.CheckpointManager:
-  """The checkpoint manager of a learner folder: the latest whole meta-state only."""
+def manager_at(path: str) -> ocp.CheckpointManager:
+  """A synchronous orbax manager of `path` that keeps the latest step only (atomic: a
+  killed save leaves the previous step)."""
   return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(folder, 'checkpoints')),
+      os.path.abspath(os.path.expanduser(path)),
       options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
                                            enable_async_checkpointing=False))
+
+
+def manager(folder: str) -> ocp.CheckpointManager:
+  """The checkpoint manager of a learner folder: the latest whole meta-state only."""
+  return manager_at(os.path.join(folder, 'checkpoints'))
 
 
 def _fix(folder: str) -> str:

@@ -59,7 +59,8 @@ def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, mon
   twin = next(r for r in lines if r['bench'] == 'meta_torch')
   assert twin['torch_ms_runs'] == [8.0, 8.0] and twin['inner_steps'] == 1
   argv = twin['torch']['argv']               # the twin gets our sizes
-  assert argv[argv.index('--resolution') + 1] == '8' and argv[argv.index('--inner_steps') + 1] == '1'
+  assert argv[argv.index('--resolution') + 1] == '8'
+  assert argv[argv.index('--inner_steps') + 1] == '1'
   for policy in ('step', 'none'):
     ours = twin['ours'][policy]
     assert ours['speedup_vs_torch'] == pytest.approx(8.0 / ours['ms'])

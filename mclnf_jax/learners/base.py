@@ -103,12 +103,16 @@ REMAT_POLICIES = ('step', 'dots', 'none')
 _remat = contextvars.ContextVar('remat', default='step')
 
 
+def _checked(policy: str) -> str:
+  if policy not in REMAT_POLICIES:
+    raise UserError(f'meta.remat={policy!r}: use one of {", ".join(REMAT_POLICIES)}')
+  return policy
+
+
 @contextlib.contextmanager
 def remat(policy: str):
   """Within this context, inner loops traced with a static step count use `policy`."""
-  if policy not in REMAT_POLICIES:
-    raise UserError(f'meta.remat={policy!r}: use one of {", ".join(REMAT_POLICIES)}')
-  token = _remat.set(policy)
+  token = _remat.set(_checked(policy))
   try:
     yield
   finally:
@@ -117,8 +121,7 @@ def remat(policy: str):
 
 def with_remat(policy: str, fn: Callable[..., Any]) -> Callable[..., Any]:
   """fn traced under `remat(policy)`: how a meta-loss fixes its inner loops' policy."""
-  with remat(policy):     # checks the name now, not at the first trace
-    pass
+  _checked(policy)        # now, not at the first trace
 
   @functools.wraps(fn)
   def wrapped(*args, **kwargs):

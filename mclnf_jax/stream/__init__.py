@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mclnf_jax import api, learners
+from mclnf_jax import api, checkpoints, learners
 from mclnf_jax.errors import UserError
 from mclnf_jax.stream.experts import ExpertBuffer
 from mclnf_jax.stream.merge import MERGES
@@ -193,7 +193,7 @@ class Stream:
             'shapes': shapes, 'steps': np.int32(self.steps),
             'about': _text(json.dumps({'learner': self.learner,
                                        'config': json.loads(self.config.to_json())}))}
-    with _manager(path) as m:                 # saves are numbered; the latest is kept
+    with checkpoints.manager_at(path) as m:                 # saves are numbered; the latest is kept
       m.save((m.latest_step() or 0) + 1, args=ocp.args.StandardSave(tree), force=True)
 
   @classmethod
@@ -202,7 +202,7 @@ class Stream:
     stream whose modality was given to the constructor needs it again)."""
     if not os.path.isdir(os.path.expanduser(path)):
       raise UserError(f'no saved stream in {path}: call Stream.save(path) first')
-    with _manager(path) as m:
+    with checkpoints.manager_at(path) as m:
       step = m.latest_step()
       if step is None:
         raise UserError(f'no saved stream in {path}: call Stream.save(path) first')
@@ -231,13 +231,6 @@ class _Predictor(collections.namedtuple('_Predictor', 'predict')):
 
 class _Fitted(collections.namedtuple('_Fitted', 'learner state')):
   """What `api.render` asks of a fit: its learner and state."""
-
-
-def _manager(path: str) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-      os.path.abspath(os.path.expanduser(path)),
-      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True,
-                                           enable_async_checkpointing=False))
 
 
 def _text(text: str) -> np.ndarray:
