@@ -10,6 +10,11 @@ Two ways to get at g_i:
   the layer's (kernel, bias) is then the outer product [a_i, 1] d_i^T, so Fisher
   diagonals, Kronecker factors and quadratic forms g^T F^-1 g are a few matmuls per
   layer and no per-sample gradient is ever stored.
+* `grouped_taps`: for predictions formed from such a field whose row i reads only its
+  own rows of each field call (a `types.GroupedPrediction`: volume rendering, ray i of
+  its samples), the same two passes through the prediction; row i's score of a layer is
+  G_i = sum over its field rows s of [a_s, 1] d_s^T, formed per row (the size of a
+  per-sample gradient, layer by layer) for the diagonal Fisher only.
 Scores are divided by a constant before squaring (materialised ones by their largest
 magnitude, tapped ones by the largest residual, since they are linear in it), and the
 damping by its square, so q is unchanged and float32 targets of 1e6 neither overflow
@@ -26,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from mclnf_jax.errors import UserError
+from mclnf_jax.types import GroupedPrediction
 
 ESTIMATORS = ('exact', 'diag', 'kfac')
 
@@ -60,9 +66,29 @@ class RunningFisher(NamedTuple):
   count: jax.Array
 
 
+def tap_source(apply_fn: Any) -> tuple[Any, bool]:
+  """(the Field whose dense layers can be tapped for apply_fn, whether its prediction
+  rows group several field rows), or (None, False): a Field or its `.apply` taps
+  directly, a `GroupedPrediction` built over one through its `over`."""
+  grouped = isinstance(apply_fn, GroupedPrediction)
+  fn = apply_fn.field if grouped else apply_fn
+  field = getattr(fn, '__self__', fn)
+  if not hasattr(getattr(field, 'module', None), 'dense_names'):
+    return None, False
+  return field, grouped
+
+
 def uses_taps(apply_fn: Any, fisher: str) -> bool:
-  """Whether the FIM loss of `fisher` takes the tapped path for this apply_fn."""
-  return fisher != 'exact' and has_dense_taps(apply_fn)
+  """Whether the FIM loss of `fisher` takes the tapped path for this apply_fn.
+
+  Grouped predictions tap only 'diag' ('exact' takes the reference path); K-FAC's
+  Kronecker factorisation needs one input per score, which a sum over a row's field rows
+  is not, so it is refused for them."""
+  field, grouped = tap_source(apply_fn)
+  if grouped and fisher == 'kfac':
+    raise UserError('fisher=kfac needs one field row per prediction, but this prediction '
+                    '(e.g. volume rendering) sums several: use fim.fisher=diag or exact')
+  return fisher != 'exact' and field is not None
 
 
 def init_running(apply_fn, params, fisher: str) -> RunningFisher:
@@ -72,7 +98,7 @@ def init_running(apply_fn, params, fisher: str) -> RunningFisher:
     raise UserError(f'unknown fisher={fisher!r}: use one of {", ".join(ESTIMATORS)}')
   zeros = lambda *shape: jnp.zeros(shape, jax.tree_util.tree_leaves(params)[0].dtype)
   if uses_taps(apply_fn, fisher):
-    field = getattr(apply_fn, '__self__', apply_fn)
+    field, _ = tap_source(apply_fn)
     factors = []
     for name in field.module.dense_names:
       d_in, d_out = params[name]['kernel'].shape
@@ -126,11 +152,22 @@ def quadratic_forms_reference(scores: jax.Array, fisher: str, damping: float,
 
 
 class Taps(NamedTuple):
-  """Per dense layer: inputs a [N, d_in] and pre-activation scores d [N, d_out], the
-  scores divided by `scale` = max_i |r_i| (a constant), so their squares stay in range."""
+  """Per dense layer: inputs a [N, d_in] and pre-activation scores d [N, d_out] (grouped:
+  [N, K, d_in] and [N, K, d_out], the K field rows of each prediction row), the scores
+  divided by `scale` = max_i |r_i| (a constant), so their squares stay in range."""
   inputs: list[jax.Array]
   scores: list[jax.Array]
   scale: jax.Array
+
+
+def zero_perturbations(names: list[str], params, inputs) -> dict:
+  """The 'perturbations' collection of a dense-layer field called on `inputs` [R, d]
+  (shapes and dtype only): zeros [R, d_out] at each layer's `name + '_preact'`."""
+  def zeros(name):
+    kernel = params[name]['kernel']
+    dtype = jnp.result_type(inputs.dtype, kernel.dtype)
+    return jnp.zeros(inputs.shape[:-1] + kernel.shape[-1:], dtype)
+  return {name + '_preact': zeros(name) for name in names}
 
 
 def has_dense_taps(apply_fn: Any) -> bool:
@@ -149,8 +186,7 @@ def dense_taps(apply_fn, params, x: jax.Array, y: jax.Array):
   """
   field = getattr(apply_fn, '__self__', apply_fn)
   module, names = field.module, field.module.dense_names
-  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), x))['perturbations']
-  zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  zeros = zero_perturbations(names, params, x)
 
   def forward(perturbations):
     out, state = module.apply({'params': params, 'perturbations': perturbations}, x,
@@ -162,6 +198,100 @@ def dense_taps(apply_fn, params, x: jax.Array, y: jax.Array):
   (scores,) = vjp(-residual)                # cotangent of sum_i log p_i w.r.t. outputs
   return out, Taps(inputs=[inter[n + '_input'][0] for n in names],
                    scores=[scores[n + '_preact'] for n in names], scale=scale)
+
+
+def _field_calls(prediction: GroupedPrediction, module, params, x: jax.Array) -> list:
+  """The inputs (shape and dtype) of each call `prediction.over` makes to the field, in
+  order: traced abstractly, nothing is computed."""
+  calls = []
+
+  def probe(p, inputs):
+    calls.append(jax.ShapeDtypeStruct(inputs.shape, inputs.dtype))
+    return module.apply({'params': p}, inputs)
+  jax.eval_shape(lambda p, x: prediction.over(probe)(p, x), params, x)
+  return calls
+
+
+def _by_row(n: int, per_call: list) -> jax.Array:
+  """Arrays [R_c, d] of each field call -> [N, K, d]: row i's K = sum_c R_c / N rows."""
+  for v in per_call:
+    if v.shape[0] % n:
+      raise UserError(f'a grouped prediction of {n} rows called its field on '
+                      f'{v.shape[0]} rows, not a multiple: it breaks GroupedPrediction\'s '
+                      'promise (rows [i k, (i + 1) k) per prediction row)')
+  grouped = [v.reshape(n, -1, v.shape[-1]) for v in per_call]
+  return grouped[0] if len(grouped) == 1 else jnp.concatenate(grouped, axis=1)
+
+
+def grouped_taps(prediction: GroupedPrediction, params, x: jax.Array, y: jax.Array):
+  """`dense_taps` through a grouped prediction: (outputs [N, q], Taps of [N, K, d]).
+
+  Every field call of `prediction.over` gets its own zero perturbations and records
+  its own layer inputs; one VJP from r / max|r| gives every row's pre-activation score
+  d_s = d log p_i / d z_s, exact per row since a field row only moves its own
+  prediction row i (the GroupedPrediction's promise). Calls are whole (never chunked),
+  as the reference path's vmap over rows is too; each call's rows are grouped by
+  prediction row and the calls concatenated along K. A call that does not move the
+  prediction (hierarchical sampling's coarse call, which only places the fine samples)
+  gets zero scores: exact, though its rows still pass through the per-row products."""
+  field, _ = tap_source(prediction)
+  module, names = field.module, field.module.dense_names
+  zeros = [zero_perturbations(names, params, call)
+           for call in _field_calls(prediction, module, params, x)]
+
+  def forward(perturbations):
+    pending, recorded = list(perturbations), []
+
+    def tapped(p, inputs):
+      out, state = module.apply({'params': p, 'perturbations': pending.pop(0)}, inputs,
+                                mutable=['intermediates'])
+      recorded.append(state['intermediates'])
+      return out
+    return prediction.over(tapped)(params, x), recorded
+
+  out, vjp, inter = jax.vjp(forward, zeros, has_aux=True)
+  residual, scale = _unit_scale(out - y)
+  (scores,) = vjp(-residual)                # cotangent of sum_i log p_i w.r.t. outputs
+  n = x.shape[0]
+  return out, Taps(inputs=[_by_row(n, [c[k + '_input'][0] for c in inter]) for k in names],
+                   scores=[_by_row(n, [c[k + '_preact'] for c in scores]) for k in names],
+                   scale=scale)
+
+
+def grouped_scores(a: jax.Array, d: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Each prediction row's score of a dense layer from taps [N, K, d]: kernel
+  sum_s a_s d_s^T [N, d_in, d_out] and bias sum_s d_s [N, d_out].
+
+  The N small products contract over K; XLA:CPU runs them much faster with K the minor
+  axis of both operands, so the taps are copied to [N, d, K] first (the barrier keeps
+  XLA from folding the transposes back into the dot)."""
+  a_t, d_t = jax.lax.optimization_barrier((jnp.swapaxes(a, 1, 2), jnp.swapaxes(d, 1, 2)))
+  return jnp.einsum('nik,nok->nio', a_t, d_t), jnp.sum(d, axis=1)
+
+
+def quadratic_forms_grouped(taps: Taps, fisher: str, damping: float,
+                            running: Optional[RunningFisher] = None, decay: float = 0.0):
+  """q_i = sum over layers of G_i^T F^-1 G_i for grouped taps ('diag' only).
+
+  G_i (kernel and bias) is formed per row, F = mean_i G_i^2 + damping, in the taps'
+  scaled units (damping / scale^2), as `quadratic_forms_taps`. With `running`, F is the
+  running estimate updated with this batch; returns (q, the updated RunningFisher) then.
+  """
+  if fisher != 'diag':
+    raise UserError(f'fisher={fisher!r} is not a grouped tap estimator: use diag')
+  taps = jax.lax.stop_gradient(taps)       # the weights are held constant anyway
+  scores = [grouped_scores(a, d) for a, d in zip(taps.inputs, taps.scores)]
+  squares = [(gk * gk, gb * gb) for gk, gb in scores]
+  factors = [(jnp.mean(k2, axis=0), jnp.mean(b2, axis=0)) for k2, b2 in squares]
+  new = None
+  if running is not None:
+    factors, new = _update_running(running, factors, taps.scale, decay, (2, 2))
+  damp = damping / taps.scale**2
+  total = 0.0
+  for (k2, b2), (f_kernel, f_bias) in zip(squares, factors):
+    total = total + jnp.sum(k2 / (f_kernel + damp), axis=(1, 2)) \
+        + jnp.sum(b2 / (f_bias + damp), axis=1)
+  return total if running is None else (total, new)
 
 
 def diag_fisher_of_layer(a: jax.Array, d: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -35,21 +35,31 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
   a^T (dL/dz) (the weight-gradient matmul backprop would do anyway). A custom VJP hands
   that gradient to JAX; it is built from ordinary ops, so MAML differentiates through it.
   `running` (a RunningFisher or None) and `decay` pass through as constants: the
-  Fisher, like the weights, gets no gradient.
+  Fisher, like the weights, gets no gradient. For a grouped prediction (rendering) the
+  taps are [N, K, d], field row s of prediction row i takes dL/dz_s = c_i d_s, and the
+  layer gradient sums a_s^T (c_i d_s) over every field row.
   """
-  names = getattr(apply_fn, '__self__', apply_fn).module.dense_names
+  field, grouped = fisher_lib.tap_source(apply_fn)
+  names = field.module.dense_names
+  taps_of = fisher_lib.grouped_taps if grouped else fisher_lib.dense_taps
+  forms = fisher_lib.quadratic_forms_grouped if grouped else fisher_lib.quadratic_forms_taps
+
+  def layer_grads(a, cd):
+    if grouped:      # [N, K, d] -> [N K, d]: one weight-gradient matmul per layer
+      a, cd = a.reshape(-1, a.shape[-1]), cd.reshape(-1, cd.shape[-1])
+    return {'kernel': a.T @ cd, 'bias': jnp.sum(cd, axis=0)}
 
   def value_and_grads(params, x, y, running, decay):
-    out, taps = fisher_lib.dense_taps(apply_fn, params, x, y)
+    out, taps = taps_of(apply_fn, params, x, y)
     if running is None:
-      q, new = fisher_lib.quadratic_forms_taps(taps, fisher, damping), None
+      q, new = forms(taps, fisher, damping), None
     else:
-      q, new = fisher_lib.quadratic_forms_taps(taps, fisher, damping, running, decay)
+      q, new = forms(taps, fisher, damping, running, decay)
     w = _weights(q, lam, normalize)
     loss = jnp.mean(w[:, None] * jnp.square(out - y))   # = mean_i w_i mean_c r_ic^2
-    c = (-2.0 / out.size) * taps.scale * w[:, None]     # dL/dz = c * d (d scaled)
-    grads = {n: {'kernel': a.T @ (c * d), 'bias': jnp.sum(c * d, axis=0)}
-             for n, a, d in zip(names, taps.inputs, taps.scores)}
+    c = (-2.0 / out.size) * taps.scale * w              # dL/dz = c * d (d scaled)
+    c = c.reshape(c.shape + (1,) * (taps.scores[0].ndim - 1))
+    grads = {n: layer_grads(a, c * d) for n, a, d in zip(names, taps.inputs, taps.scores)}
     grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, params)
     return (loss, w, new), grads
 
@@ -97,8 +107,11 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
   as the MSE: lam then only re-weights samples, it never changes the step size.
 
   F is estimated from the same batch. For dense-layer fields 'diag' and 'kfac' never
-  form per-sample gradients (a few matmuls per layer); otherwise the scores come from
-  `vmap(grad)`, which works for any differentiable apply_fn.
+  form per-sample gradients (a few matmuls per layer); for a `types.GroupedPrediction`
+  over such a field (volume rendering) 'diag' takes each row's layer scores from the
+  same taps (one forward and one backward pass through the renderer; 'kfac' is refused
+  there); otherwise the scores come from `vmap(grad)`, which works for any
+  differentiable apply_fn.
 
   running: the task's Fisher so far (Algorithm 1, l. 8 and 16; start it with
   `fisher.init_running(apply_fn, params, fisher)`). F is then the running estimate

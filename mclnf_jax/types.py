@@ -4,6 +4,7 @@ An `Episode` is one signal seen as T tasks; a `TaskSpec` is what a learner needs
 of the signal's modality, as plain numbers and functions (learners never import
 `tasks/`, so whoever builds a learner fills it in from a modality).
 """
+import dataclasses
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -21,6 +22,29 @@ Params = Any
 State = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
 LossFn = Callable[[ApplyFn, Params, jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupedPrediction:
+  """A prediction formed from a field, declared so a loss can look inside it.
+
+  Calling it predicts: (params, x [N, d_x]) -> [N, d_y], as any ApplyFn. The promise:
+  prediction row i depends only on its own contiguous group of rows of each call the
+  prediction makes to the field, rows [i k, (i + 1) k) of a call of R rows, k = R / N
+  (volume rendering: ray i owns its k samples; a renderer may call the field more than
+  once, e.g. coarse then fine samples, each call with its own k).
+  field: the field apply function it is built from.
+  over:  apply_fn -> the same prediction over another field apply function, making each
+         field call whole (never in chunks), so a caller sees every call's rows at once
+         (the FIM loss records layer taps through it, `fisher.grouped_taps`).
+  predict: the prediction itself (it may form large N in chunks).
+  """
+  field: ApplyFn
+  over: Callable[[ApplyFn], ApplyFn]
+  predict: ApplyFn
+
+  def __call__(self, params: Params, x: jax.Array) -> jax.Array:
+    return self.predict(params, x)
 
 
 class Episode(NamedTuple):
@@ -49,7 +73,7 @@ class TaskSpec(NamedTuple):
   in_dim / out_dim: field input and output widths.
   num_tasks: T, the number of experts a modular learner grows.
   predictor: forms predictions from a field, apply_fn -> (params, x [N, d_x]) -> [N, d_y]
-    (identity for grids, volume rendering for scenes).
+    (identity for grids; volume rendering for scenes, a `GroupedPrediction`).
   route: G(x), field inputs [N, in_dim] -> [N, num_tasks] expert weights.
 
   How an inner loop picks each step's data (all 0 / None: full batch, every step fits

@@ -46,6 +46,11 @@ class NeRFMLP(nn.Module):
   re-injected (concatenated) after layer depth // 2 (NeRF: after the 5th of 8).
   Density comes from the trunk; RGB from a linear feature of the trunk concatenated
   with gamma(direction) through one ReLU layer of width // 2.
+
+  As `Siren`, every dense layer sows its input and perturbs its pre-activation (the
+  skip and view concatenations are just layer inputs), so the FIM loss reads per-sample
+  layer gradients from taps; neither tap changes params or outputs, and `init` makes
+  no perturbation variables (the taps' zeros come from `fisher.zero_perturbations`).
   """
   depth: int = 8
   width: int = 256
@@ -55,19 +60,32 @@ class NeRFMLP(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: jax.Array) -> jax.Array:
+    def dense(name: str, features: int, h: jax.Array) -> jax.Array:
+      self.sow('intermediates', name + '_input', h)
+      z = nn.Dense(features, name=name)(h)
+      # No perturbation at init: `init` returns the params alone, as before the taps.
+      return z if self.is_initializing() else self.perturb(name + '_preact', z)
+
     pos = positional_encoding(inputs[..., :3], self.pos_freqs)      # [N, P]
     view = positional_encoding(inputs[..., 3:6], self.dir_freqs)    # [N, D]
     h = pos
     for i in range(self.depth):
-      h = nn.relu(nn.Dense(self.width, name=f'trunk_{i}')(h))       # [N, W]
+      h = nn.relu(dense(f'trunk_{i}', self.width, h))               # [N, W]
       if self.skip and i == self.depth // 2 and i < self.depth - 1:
         h = jnp.concatenate([pos, h], -1)                           # [N, P + W]
-    density = nn.Dense(1, name='density')(h)                        # [N, 1]
-    feature = nn.Dense(self.width, name='feature')(h)               # [N, W]
+    density = dense('density', 1, h)                                # [N, 1]
+    feature = dense('feature', self.width, h)                       # [N, W]
     h = jnp.concatenate([feature, view], -1)
-    h = nn.relu(nn.Dense(self.width // 2, name='view')(h))          # [N, W/2]
-    rgb = nn.Dense(3, name='rgb')(h)                                # [N, 3]
+    h = nn.relu(dense('view', self.width // 2, h))                  # [N, W/2]
+    rgb = dense('rgb', 3, h)                                        # [N, 3]
     return jnp.concatenate([rgb, density], -1)                      # [N, 4]
+
+  @property
+  def dense_names(self) -> list[str]:
+    """Dense layers in the order they are created (as `Siren.dense_names`): params[name]
+    = {kernel, bias}; taps `name + '_input'` in 'intermediates' and `name + '_preact'`
+    in 'perturbations'."""
+    return [f'trunk_{i}' for i in range(self.depth)] + ['density', 'feature', 'view', 'rgb']
 
 
 def nerf_param_count(depth: int, width: int, pos_freqs: int = 10,

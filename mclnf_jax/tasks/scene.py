@@ -60,7 +60,7 @@ import mclnf_jax.render as render   # the module (mclnf_jax.render is also an AP
 from mclnf_jax.data.scene import Scene, SceneSignal, view_anchor_xy, views_by_cell
 from mclnf_jax.errors import UserError
 from mclnf_jax.fields import experts
-from mclnf_jax.types import Episode
+from mclnf_jax.types import Episode, GroupedPrediction
 from mclnf_jax.tasks.image import rgb_metrics
 from mclnf_jax.tasks.video import frame_visuals
 from mclnf_jax.visuals import FigureRays, FlythroughRays, Panel, PanelGrid, RoutingMap, Visual
@@ -252,11 +252,28 @@ class SceneTasks:
       x = jnp.concatenate([x[:, :6], jitter_seeds(x, index)[:, None]], -1)
     return x, y
 
-  def predictor(self, apply_fn):
+  def predictor(self, apply_fn) -> GroupedPrediction:
     """Rays [N, 6] -> rendered RGB [N, 3] at midpoint samples; rays [N, 7] (drawn for
     training, see `draw`) at samples jittered by their seed column; rays [N, 8] (for
     figures, `figure_columns`) -> [N, 5] = (rgb, depth, opacity) at midpoint samples.
-    In chunks of `chunk` rays when N is large."""
+    In chunks of `chunk` rays when N is large. A `GroupedPrediction`: ray i reads only
+    its own samples, rows [i S, (i + 1) S) of each field call (`render._query`), which
+    lets the FIM loss take per-ray scores from layer taps (`fisher.grouped_taps`)."""
+    render_rgb = self.renderer(apply_fn)
+
+    def predict(params, rays):
+      n, width = rays.shape[0], (5 if rays.shape[-1] == FIGURE_COLUMNS else 3)
+      if n <= self.chunk:
+        return render_rgb(params, rays)
+      pad = -n % self.chunk     # copies of the last ray: zero rays have no direction
+      chunks = jnp.pad(rays, ((0, pad), (0, 0)), mode='edge').reshape(-1, self.chunk,
+                                                                        rays.shape[-1])
+      return jax.lax.map(lambda r: render_rgb(params, r), chunks).reshape(-1, width)[:n]
+    return GroupedPrediction(field=apply_fn, over=self.renderer, predict=predict)
+
+  def renderer(self, apply_fn):
+    """`predictor`'s prediction over apply_fn for any number of rays at once (no chunks):
+    the `over` of the GroupedPrediction."""
     def render_rgb(params, rays):
       jitter = rays[:, 6] if rays.shape[-1] == 7 else None
       out = render.render_rays(apply_fn, params, rays[:, :3], rays[:, 3:6], None,
@@ -267,15 +284,7 @@ class SceneTasks:
       if rays.shape[-1] == FIGURE_COLUMNS:
         return jnp.concatenate([out['rgb'], out['depth'][:, None], out['acc'][:, None]], -1)
       return out['rgb']
-
-    def predict(params, rays):
-      n, width = rays.shape[0], (5 if rays.shape[-1] == FIGURE_COLUMNS else 3)
-      if n <= self.chunk:
-        return render_rgb(params, rays)
-      pad = -n % self.chunk
-      chunks = jnp.pad(rays, ((0, pad), (0, 0))).reshape(-1, self.chunk, rays.shape[-1])
-      return jax.lax.map(lambda r: render_rgb(params, r), chunks).reshape(-1, width)[:n]
-    return predict
+    return render_rgb
 
   def route(self, points: jax.Array) -> jax.Array:
     """Hard routing of sample points [N, 6] to the expert of their ground cell (with
