@@ -18,6 +18,11 @@ the numbers are those of what users run:
           rows (N x W @ W x W: forward, input gradient, the FIM's q) and contraction
           ((N x W)^T @ N x W: weight gradient, the diagonal Fisher), and the FIM/MSE
           ratio they alone would give a hidden layer
+  tto_shapes  the matmuls of one modular TTO step at the step's own shapes (per layer:
+          forward and input-gradient row matmuls, weight-gradient contraction over the
+          samples; batched over the experts), each jitted alone and timed in turn with
+          the step and a gemm: their GFLOP/s, the step's rate as a fraction of theirs,
+          and theirs as a fraction of the gemm (the step's FLOP-rate bound)
   meta    one second-order meta-step of `mcl` per --meta_inner_steps: peak memory
           (compiled memory analysis) and, for --meta_time, its time
   table6  TTO episodes per second as compute_cost measures them for the paper's Table 6
@@ -55,7 +60,7 @@ from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.factory import make_modality
 from mclnf_jax.types import stack_episodes
 
-MEASUREMENTS = ('gemm', 'sine', 'tto', 'fim', 'meta', 'table6')
+MEASUREMENTS = ('gemm', 'sine', 'tto', 'tto_shapes', 'fim', 'meta', 'table6')
 TORCH_DIR = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'bench'
 TORCH_SCRIPT = TORCH_DIR / 'torch_tto_reference.py'
 TORCH_META_SCRIPT = TORCH_DIR / 'torch_meta_reference.py'
@@ -206,9 +211,9 @@ def bench_sine(a: argparse.Namespace) -> dict:
           'speedup_vs_exact': {k: ms['exact'] / ms[k] for k in names}}
 
 
-def step_timer(s: Setting, a: argparse.Namespace) -> tuple[Callable[[], float], int]:
-  """(a timer of learner.adapt over --steps steps in ms per step, compiled once, its
-  state donated and carried on; the parameter count of one network)."""
+def step_runner(s: Setting, a: argparse.Namespace) -> tuple[Callable[[], None], Any, int]:
+  """(a call of learner.adapt over --steps steps that blocks, compiled once, its state
+  donated and carried on; the compiled executable; the parameter count of one network)."""
   params = s.learner.init(jax.random.key(0))
   box = {'state': s.learner.start(params)}
   steps = jnp.int32(a.steps)
@@ -217,7 +222,13 @@ def step_timer(s: Setting, a: argparse.Namespace) -> tuple[Callable[[], float], 
 
   def run():
     box['state'] = _ready(adapt(box['state'], s.episode, steps))
-  return _timer(run, per=a.steps), param_count(params)
+  return run, adapt, param_count(params)
+
+
+def step_timer(s: Setting, a: argparse.Namespace) -> tuple[Callable[[], float], int]:
+  """(a timer of learner.adapt in ms per step (step_runner); the parameter count)."""
+  run, _, params = step_runner(s, a)
+  return _timer(run, per=a.steps), params
 
 
 def _tto_record(a: argparse.Namespace, sine: str, setting: str, params: int,
@@ -285,6 +296,112 @@ def bench_fim_shapes(a: argparse.Namespace, calls: int = 20) -> dict:
           'fim_over_mse_matmuls_only': (3 * r + 2 * c) / (2 * r + c)}
 
 
+class Matmul(NamedTuple):
+  """One dot_general of a step: operand shapes and `lax.dot_general` dimension numbers."""
+  name: str
+  lhs: tuple[int, ...]
+  rhs: tuple[int, ...]
+  dims: tuple            # ((lhs_contract, rhs_contract), (lhs_batch, rhs_batch))
+
+  def sizes(self) -> tuple[int, int, int, int]:
+    """(batch B, contraction K, lhs free M, rhs free N): the product is B x M x K x N."""
+    (lc, _), (lb, _) = self.dims
+    b = int(np.prod([self.lhs[i] for i in lb]))
+    k = int(np.prod([self.lhs[i] for i in lc]))
+    return b, k, int(np.prod(self.lhs)) // (b * k), int(np.prod(self.rhs)) // (b * k)
+
+  @property
+  def flops(self) -> int:
+    b, k, m, n = self.sizes()
+    return 2 * b * k * m * n
+
+
+def matmul_form(m: Matmul) -> tuple[int, int, tuple[int, int]]:
+  """(B, K, sorted (M, N)): what a matmul costs, whichever operand comes first."""
+  b, k, lhs, rhs = m.sizes()
+  return b, k, tuple(sorted((lhs, rhs)))
+
+
+ROWS = (((2,), (1,)), ((0,), (0,)))      # [E, n, i] @ [E, i, o]: forward
+BACK = (((2,), (2,)), ((0,), (0,)))      # [E, n, o] @ [E, i, o]^T: input gradient
+SAMPLES = (((1,), (1,)), ((0,), (0,)))   # [E, n, i]^T @ [E, n, o]: weight gradient
+
+
+def tto_matmuls(a: argparse.Namespace, samples: int) -> list[Matmul]:
+  """The matmuls of one modular TTO step (MSE, E = --tasks experts of `samples` points
+  each, vmapped): per layer the forward row matmul, the input gradient (not the first
+  layer's: the coordinates need none) and the weight gradient, a contraction over the
+  samples. Their FLOPs are step_flops (tests check them against the step's jaxpr)."""
+  e, dims = a.tasks, list(layer_dims(2, a.width, a.depth, 3))
+  out = []
+  for layer, (i, o) in enumerate(zip(dims[:-1], dims[1:])):
+    name = f'dense_{layer}'
+    out.append(Matmul(f'{name} forward', (e, samples, i), (e, i, o), ROWS))
+    if layer:
+      out.append(Matmul(f'{name} input gradient', (e, samples, o), (e, i, o), BACK))
+    out.append(Matmul(f'{name} weight gradient', (e, samples, i), (e, samples, o), SAMPLES))
+  return out
+
+
+def matmul_timers(matmuls: list[Matmul], calls: int) -> dict[str, Callable[[], float]]:
+  """A timer per matmul (ms per product, `calls` products each), each jitted alone on
+  random operands shared by shape. Each product writes over the donated previous
+  result, as the step's loop reuses its buffers: a fresh output would be page-faulted
+  in at every call (on this VM ~5 ms for the dense_0 forward's 16 MiB, more than the
+  product itself)."""
+  arrays: dict[tuple[int, ...], jax.Array] = {}
+
+  def operand(shape):
+    if shape not in arrays:
+      arrays[shape] = jax.random.normal(jax.random.key(len(arrays)), shape, jnp.float32)
+    return arrays[shape]
+  timers = {}
+  for m in matmuls:
+    x, y = operand(m.lhs), operand(m.rhs)
+    fn = jax.jit(lambda u, v, _, d=m.dims: jax.lax.dot_general(u, v, d), donate_argnums=2)
+    box = {'out': jnp.zeros(jax.eval_shape(fn, x, y, 0.0).shape, jnp.float32)}
+    fn = fn.lower(x, y, box['out']).compile()
+
+    def run(fn=fn, x=x, y=y, box=box):
+      for _ in range(calls):
+        box['out'] = fn(x, y, box['out'])
+      _ready(box['out'])
+    timers[m.name] = _timer(run, per=calls)
+  return timers
+
+
+def bench_tto_shapes(a: argparse.Namespace, sine: str, calls: int = 8) -> dict:
+  """The modular TTO step against its own matmuls alone (the 75% goal's bound): the step,
+  every matmul of tto_matmuls and a gemm timed in turn; per round the matmuls' times
+  add up to one step's worth, and rates are taken from the medians over rounds."""
+  s = make_setting(a, 'modular', sine)
+  matmuls = tto_matmuls(a, s.episode.context_x.shape[1])
+  timers = {'step': step_timer(s, a)[0], **matmul_timers(matmuls, calls)}
+  timers['gemm'], n = gemm_timer(a)
+  runs = interleaved_runs(timers, a.repeats)
+  runs['matmuls'] = [sum(t) for t in zip(*(runs[m.name] for m in matmuls))]
+  ms = {k: statistics.median(v) for k, v in runs.items()}
+  flops = sum(m.flops for m in matmuls)
+  rate = lambda f, t: f / t / 1e6          # FLOPs / ms -> GFLOP/s
+  gemm, shapes, step = rate(2 * n**3, ms['gemm']), rate(flops, ms['matmuls']), rate(
+      flops, ms['step'])
+  kinds = {}
+  for m in matmuls:
+    kind = m.name.split(' ', 1)[1]
+    f, t = kinds.get(kind, (0, 0.0))
+    kinds[kind] = (f + m.flops, t + ms[m.name])
+  return {'bench': 'tto_shapes', 'sine': sine, 'experts': a.tasks,
+          'samples': matmuls[0].lhs[1], 'width': a.width, 'depth': a.depth,
+          'matmuls': [{'name': m.name, 'lhs': list(m.lhs), 'rhs': list(m.rhs),
+                       'gflop': m.flops / 1e9, 'ms': ms[m.name],
+                       'gflops': rate(m.flops, ms[m.name])} for m in matmuls],
+          'gflops_by_kind': {k: rate(f, t) for k, (f, t) in kinds.items()},
+          'gflop': flops / 1e9, 'ms': ms['matmuls'], 'gflops': shapes,
+          'step_ms': ms['step'], 'step_gflops': step, 'gemm_gflops': gemm,
+          'step_fraction_of_shapes': step / shapes, 'shapes_fraction_of_gemm': shapes / gemm,
+          'step_fraction_of_gemm': step / gemm, 'calls_per_timing': calls}
+
+
 def _json_lines(text: str) -> list[str]:
   return [l for l in text.splitlines() if l.startswith('{')]
 
@@ -305,23 +422,37 @@ def _device_peak_bytes() -> Optional[int]:
   return int(stats['peak_bytes_in_use']) if stats and 'peak_bytes_in_use' in stats else None
 
 
-def meta_step_timer(a: argparse.Namespace, sine: str, inner_steps: int,
-                    remat: str) -> tuple[Callable[[], float], dict]:
-  """(a timer of one second-order meta-step of `modular` (eq. 1) on --meta_batch random
-  images, compiled and warmed up; its compiled memory and FLOPs)."""
+def meta_step_runner(a: argparse.Namespace, sine: str, inner_steps: int,
+                     remat: str) -> tuple[Callable[[], None], Any]:
+  """(a call of one second-order meta-step of `modular` (eq. 1) on --meta_batch random
+  images that blocks, its state donated and carried on; the compiled executable)."""
   s = make_setting(a, 'modular', sine, inner_steps=inner_steps, remat=remat)
   optimizer = meta.outer_optimizer(base.base_config().meta)
   batch = jax.tree_util.tree_map(jnp.asarray, stack_episodes(
       [s.modality.episode(_image(a, seed)) for seed in range(a.meta_batch)]))
   box = {'state': meta.init_state(s.learner, optimizer, jax.random.key(0))}
   step = meta.make_meta_step(s.learner, optimizer).lower(box['state'], batch).compile()
-  cost = step.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
 
   def run():
     box['state'], metrics = step(box['state'], batch)
     _ready(metrics)
-  return _timer(run), {**_compiled_memory(step), 'gflop_xla': cost.get('flops', 0) / 1e9}
+  return run, step
+
+
+def xla_gflop(compiled) -> float:
+  """XLA's FLOP count of a compiled program (cost_analysis): a loop body counts once,
+  whatever its trip count."""
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else (cost or {})
+  return cost.get('flops', 0) / 1e9
+
+
+def meta_step_timer(a: argparse.Namespace, sine: str, inner_steps: int,
+                    remat: str) -> tuple[Callable[[], float], dict]:
+  """(a timer of one second-order meta-step (meta_step_runner), compiled and warmed up;
+  its compiled memory and FLOPs)."""
+  run, step = meta_step_runner(a, sine, inner_steps, remat)
+  return _timer(run), {**_compiled_memory(step), 'gflop_xla': xla_gflop(step)}
 
 
 def bench_meta(a: argparse.Namespace, sine: str, inner_steps: int, timed: bool,
@@ -440,8 +571,10 @@ def _goal(name: str, value: Optional[float], target: float, higher: bool) -> dic
 
 def goals(tto: Optional[dict], fim: list[dict], metas: list[dict],
           torch: list[dict], meta_torch: list[dict],
-          fim_shapes: Optional[dict] = None) -> dict:
-  """The targets from what was measured (value None where it was not)."""
+          fim_shapes: Optional[dict] = None, tto_shapes: Optional[dict] = None) -> dict:
+  """The targets from what was measured (value None where it was not). The TTO rate
+  goal carries its measured bound (tto_shapes): the rate of the step's own matmuls alone
+  as a fraction of the gemm, which the step cannot exceed."""
   peaks = {r['inner_steps']: r['peak_bytes'] for r in metas
            if r.get('peak_bytes') and r.get('remat', 'step') == 'step'}
   lo, hi = (min(peaks), max(peaks)) if len(peaks) > 1 else (None, None)
@@ -450,7 +583,8 @@ def goals(tto: Optional[dict], fim: list[dict], metas: list[dict],
   bound = (fim_shapes or {}).get('fim_over_mse_matmuls_only')
   out = [_goal('tto_speedup_vs_torch_eager', twins.get('eager'), 1.5, True),
          _goal('tto_speedup_vs_torch_compile', twins.get('torch.compile'), 1.5, True),
-         _goal('tto_fraction_of_gemm', (tto or {}).get('fraction_of_gemm'), 0.75, True),
+         _goal('tto_fraction_of_gemm', (tto or {}).get('fraction_of_gemm'), 0.75, True)
+         | _tto_bound(tto_shapes),
          _fim_goal(fim),
          _goal('fim_diag_over_its_matmul_bound', diag[0] / bound if diag and bound else None,
                1.1, False),
@@ -465,6 +599,16 @@ def goals(tto: Optional[dict], fim: list[dict], metas: list[dict],
   return {'bench': 'goals', 'goals': out}
 
 
+def _tto_bound(shapes: Optional[dict]) -> dict:
+  """The TTO rate goal's bound: its matmuls' rate over the gemm's, and the step's over
+  its matmuls' (both from tto_shapes, timed in turn); {} where it was not measured."""
+  if not shapes:
+    return {}
+  return {'matmul_bound': shapes['shapes_fraction_of_gemm'],
+          'fraction_of_bound': shapes['step_fraction_of_shapes'],
+          'bound_source': 'tto_shapes: the step\'s matmuls alone over a gemm in turn'}
+
+
 def _fim_goal(fim: list[dict]) -> dict:
   """The worst measured FIM/MSE ratio; unknown (not met) where a fisher has no value."""
   ratios = {r['fisher']: r['ratio_to_mse'] for r in fim}
@@ -476,10 +620,19 @@ def _fim_goal(fim: list[dict]) -> dict:
   return goal
 
 
+# glibc's malloc settings in the environment: with MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
+# MALLOC_TRIM_THRESHOLD_=4294967296 freed memory is kept for reuse, so XLA:CPU's
+# per-call temporaries (432 MiB for the CelebA meta-step) are not page-faulted in afresh
+# at every call (launch/profile_meta.py counts the faults); they only act at start-up.
+MALLOC_ENV = ('MALLOC_ARENA_MAX', 'MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_',
+              'MALLOC_MMAP_THRESHOLD_', 'GLIBC_TUNABLES')
+
+
 def environment() -> dict:
   return {'bench': 'env', 'backend': jax.default_backend(),
           'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
-          'cpus': os.cpu_count()}
+          'cpus': os.cpu_count(),
+          'malloc_env': {k: os.environ[k] for k in MALLOC_ENV if k in os.environ}}
 
 
 def run(a: argparse.Namespace) -> list[dict]:
@@ -503,6 +656,7 @@ def run(a: argparse.Namespace) -> list[dict]:
       for sine in sines:
         r = emit(bench_tto(a, sine, setting, with_gemm))
         tto = tto or r                      # the modular step with the first sine
+  tto_shapes = emit(bench_tto_shapes(a, sines[0])) if 'tto_shapes' in only else None
   torch = [emit(bench_torch(a, sines[0], c)) for c in (False, True)] if a.torch else []
   fim = [emit(bench_fim(a, sines[0], f)) for f in _csv(a.fishers)] if 'fim' in only else []
   shapes = emit(bench_fim_shapes(a)) if fim else None
@@ -517,7 +671,7 @@ def run(a: argparse.Namespace) -> list[dict]:
   if 'table6' in only:
     for learner in _csv(a.table6_learners):
       emit(bench_table6(a, sines[0], learner))
-  emit(goals(tto, fim, metas, torch, meta_torch, shapes))
+  emit(goals(tto, fim, metas, torch, meta_torch, shapes, tto_shapes))
   return records
 
 

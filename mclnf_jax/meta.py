@@ -92,8 +92,17 @@ def state_builder(learner: Learner, optimizer, key: jax.Array,
 
 
 def batch_loss(learner: Learner, params, batch: Episode):
-  """Mean meta-loss over a batch of episodes stacked on axis 0."""
-  losses, aux = jax.vmap(learner.meta_loss, in_axes=(None, 0))(params, batch)
+  """Mean meta-loss over a batch of episodes stacked on axis 0.
+
+  A batch of one is not vmapped: over a size-1 axis XLA:CPU computes the second-order
+  meta-gradient's sines twice (one fusion per consumer shape, [1, E, N, W] and
+  [E, N, W]) and lays out flax's matmuls transposed; the CelebA meta-step then
+  evaluates 40 sines and cosines per call instead of 24 (launch/profile_meta.py).
+  """
+  if jax.tree_util.tree_leaves(batch)[0].shape[0] == 1:
+    losses, aux = learner.meta_loss(params, jax.tree_util.tree_map(lambda x: x[0], batch))
+  else:
+    losses, aux = jax.vmap(learner.meta_loss, in_axes=(None, 0))(params, batch)
   return losses.mean(), jax.tree_util.tree_map(jnp.mean, aux)
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mclnf_jax import learners
+from mclnf_jax import learners, meta
 from mclnf_jax.errors import UserError
 from mclnf_jax.learners import base
 from tests import helpers
@@ -59,3 +59,27 @@ def test_an_unknown_policy_is_a_one_line_error():
   config.meta.remat = 'everything'
   with pytest.raises(UserError, match='meta.remat='):
     learners.build(config, 'modular', helpers.tiny_spec())
+
+
+def test_a_meta_batch_of_one_is_not_vmapped():
+  """meta.batch_loss on one episode gives the vmapped batch's loss, aux and meta-gradient,
+  from a program without what XLA:CPU adds around a size-1 vmapped axis: transposed
+  matmuls and the fast sine evaluated twice (once per consumer shape)."""
+  config = helpers.tiny_config('modular')
+  config.field.sine = 'fast'
+  learner = learners.build(config, 'modular', helpers.tiny_spec())
+  params, batch = learner.init(jax.random.key(0)), helpers.tiny_episodes(1)
+
+  def vmapped(p):
+    losses, aux = jax.vmap(learner.meta_loss, in_axes=(None, 0))(p, batch)
+    return losses.mean(), jax.tree.map(jnp.mean, aux)
+  results, texts = [], []
+  for fn in (vmapped, lambda p: meta.batch_loss(learner, p, batch)):
+    step = jax.jit(jax.value_and_grad(fn, has_aux=True))
+    results.append(step(params))
+    texts.append(step.lower(params).compile().as_text())
+  for ours, theirs in zip(jax.tree.leaves(results[1]), jax.tree.leaves(results[0])):
+    np.testing.assert_allclose(ours, theirs, rtol=2e-5, atol=1e-7)
+  assert ' transpose(' in texts[0] and ' transpose(' not in texts[1]
+  sines = [t.count('round-nearest-even(') for t in texts]     # one per fast sin or cos
+  assert sines[1] < sines[0]
