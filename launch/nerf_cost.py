@@ -58,7 +58,7 @@ def median_seconds(fn, repeats: int = 3) -> float:
 
 def main(argv):
   del argv
-  process.limit_blas_threads()
+  process.configure()
   config = flags.FLAGS.config
   r, s = config.render, config.scene
   modality = SceneTasks(grid=tuple(config.tasks.grid), bounds=(-1.0, 1.0, -1.0, 1.0),

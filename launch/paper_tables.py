@@ -70,7 +70,7 @@ def compute_rows(config, results: dict, workdir: str, tto_steps: int) -> list[di
 def main(argv):
   del argv
   logs.quiet_libraries()
-  process.limit_blas_threads()
+  process.configure()
   FLAGS = flags.FLAGS
   try:
     configs = [FLAGS.config] + [load_config_file(p) for p in FLAGS.more_configs]

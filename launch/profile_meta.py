@@ -42,7 +42,7 @@ import jax
 import numpy as np
 from jax.profiler import ProfileData
 
-from mclnf_jax import bench, process
+from mclnf_jax import bench
 
 KINDS = ('matmul rows', 'matmul contraction', 'matmul thin', 'elementwise',
          'elementwise, transposing', 'reduction', 'copy/layout', 'other', 'idle')
@@ -335,9 +335,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict]:
   p.add_argument('--runs', type=int, default=3, help='traced calls of each program')
   p.add_argument('--format', choices=('table', 'json'), default='table')
   own, rest = p.parse_known_args(argv)
-  process.limit_blas_threads()
-  records = profile(bench.parse(rest), own.runs)
-  records[-1]['malloc_env'] = bench.environment()['malloc_env']
+  a = bench.configure(bench.parse(rest))
+  records = profile(a, own.runs)
+  env = bench.environment(a)
+  records[-1] |= {k: env[k] for k in ('keep_freed_memory', 'malloc_env')}
   if own.format == 'json':
     for r in records:
       print(json.dumps(r), flush=True)

@@ -119,7 +119,7 @@ def stream_example(config, workdir: str, log) -> None:
 def main(argv):
   del argv
   logs.quiet_libraries()
-  process.limit_blas_threads()
+  process.configure()
   F = flags.FLAGS
   log = lambda text: print(text, flush=True)
   try:

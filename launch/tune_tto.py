@@ -35,7 +35,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   del argv
   logs.quiet_libraries()
-  process.limit_blas_threads()
+  process.configure()
   FLAGS = flags.FLAGS
   try:
     config, workdir = FLAGS.config, FLAGS.workdir

@@ -102,7 +102,11 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
       help='remat policies of the meta-step (meta.remat) measured: comma list of '
            'step,dots,none')
   add('--torch_threads', type=int, default=0, help='0: torch default')
+  add('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
+      help="glibc keeps freed memory for XLA's per-call temporaries, as the entry points "
+           'do (process.keep_freed_memory); the twins get the same')
   add('--torch_rounds', type=int, default=3, help='twin and our step timed in turn')
+  p.set_defaults(kept_freed_memory=False)     # configure() says whether it was
   return p.parse_args(argv)
 
 
@@ -478,7 +482,7 @@ def run_torch_meta(a: argparse.Namespace, inner_steps: int) -> dict:
          '--w0', str(a.w0), '--inner_steps', str(inner_steps), '--inner_lr', str(a.lr),
          '--batch', str(a.meta_batch), '--repeats', str(a.meta_repeats),
          '--threads', str(a.torch_threads)]
-  out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_twin_env(a))
   lines = _json_lines(out.stdout)
   if out.returncode or not lines:
     return {'skipped': f'exit {out.returncode}: {out.stderr[-300:]}'}
@@ -535,7 +539,7 @@ def run_torch(a: argparse.Namespace, compiled: bool = False) -> dict:
          '--depth', str(a.depth), '--w0', str(a.w0), '--steps', str(a.steps),
          '--repeats', str(a.repeats), '--threads', str(a.torch_threads)]
   cmd += ['--compile'] if compiled else []
-  out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+  out = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_twin_env(a))
   lines = _json_lines(out.stdout)
   if out.returncode or not lines:
     return {'skipped': f'exit {out.returncode}: {out.stderr[-300:]}'}
@@ -620,19 +624,18 @@ def _fim_goal(fim: list[dict]) -> dict:
   return goal
 
 
-# glibc's malloc settings in the environment: with MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
-# MALLOC_TRIM_THRESHOLD_=4294967296 freed memory is kept for reuse, so XLA:CPU's
-# per-call temporaries (432 MiB for the CelebA meta-step) are not page-faulted in afresh
-# at every call (launch/profile_meta.py counts the faults); they only act at start-up.
-MALLOC_ENV = ('MALLOC_ARENA_MAX', 'MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_',
-              'MALLOC_MMAP_THRESHOLD_', 'GLIBC_TUNABLES')
-
-
-def environment() -> dict:
+def environment(a: argparse.Namespace) -> dict:
+  """The machine, and glibc's malloc settings: the environment's, or the ones the bench
+  set itself (process.keep_freed_memory, which the twins' subprocesses get too)."""
   return {'bench': 'env', 'backend': jax.default_backend(),
           'device': jax.devices()[0].device_kind, 'jax': jax.__version__,
-          'cpus': os.cpu_count(),
-          'malloc_env': {k: os.environ[k] for k in MALLOC_ENV if k in os.environ}}
+          'cpus': os.cpu_count(), 'keep_freed_memory': a.kept_freed_memory,
+          'malloc_env': {k: os.environ[k] for k in process.MALLOC_ENV if k in os.environ}}
+
+
+def _twin_env(a: argparse.Namespace) -> Optional[dict]:
+  """The twins run under the same allocator settings as our steps."""
+  return os.environ | process.KEEP_FREED_MEMORY_ENV if a.kept_freed_memory else None
 
 
 def run(a: argparse.Namespace) -> list[dict]:
@@ -644,7 +647,7 @@ def run(a: argparse.Namespace) -> list[dict]:
     records.append(record)
     return record
 
-  emit(environment())
+  emit(environment(a))
   with_gemm = 'gemm' in only
   if with_gemm:
     emit(bench_gemm(a))
@@ -675,9 +678,15 @@ def run(a: argparse.Namespace) -> list[dict]:
   return records
 
 
-def main(argv: Optional[list[str]] = None) -> list[dict]:
+def configure(a: argparse.Namespace) -> argparse.Namespace:
+  """The entry points' process settings, --keep_freed_memory as asked."""
   process.limit_blas_threads()
-  return run(parse(argv))
+  a.kept_freed_memory = a.keep_freed_memory and process.keep_freed_memory()
+  return a
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict]:
+  return run(configure(parse(argv)))
 
 
 if __name__ == '__main__':

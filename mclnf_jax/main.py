@@ -44,7 +44,7 @@ flags.mark_flags_as_required(['config'])
 def main(argv):
   del argv
   logs.quiet_libraries()
-  process.limit_blas_threads()
+  process.configure()
   jax.config.update('jax_compilation_cache_dir',
                     os.path.expanduser('~/.cache/mclnf_jax/xla'))
   f = flags.FLAGS

@@ -1,5 +1,7 @@
-import pytest
 import json
+import os
+
+import pytest
 
 from mclnf_jax import bench
 
@@ -11,7 +13,7 @@ TINY = ['--resolution', '8', '--width', '8', '--single_width', '8', '--depth', '
         '--meta_time', '1', '--meta_repeats', '1', '--table6_steps', '2',
         '--table6_repeats', '1']
 KEYS = {
-    'env': {'backend', 'device', 'jax', 'cpus'},
+    'env': {'backend', 'device', 'jax', 'cpus', 'keep_freed_memory', 'malloc_env'},
     'gemm': {'n', 'ms', 'gflops'},
     'sine': {'size', 'ms', 'grad_ms', 'speedup_vs_exact'},
     'tto': {'setting', 'learner', 'sine', 'ms_per_step', 'gflop_per_step', 'gflops',
@@ -29,8 +31,9 @@ KEYS = {
 }
 
 FAKE_TORCH = 'import json; print(json.dumps({"impl": "fake", "ms_per_step": 2.0}))\n'
-FAKE_TORCH_META = ('import json, sys; print(json.dumps({"ms_per_meta_step": 8.0, '
-                   '"max_rss_mib": 1024, "argv": sys.argv[1:]}))\n')
+FAKE_TORCH_META = ('import json, os, sys; print(json.dumps({"ms_per_meta_step": 8.0, '
+                   '"max_rss_mib": 1024, "argv": sys.argv[1:], '
+                   '"mmap_max": os.environ.get("MALLOC_MMAP_MAX_")}))\n')
 
 
 def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, monkeypatch):
@@ -41,7 +44,7 @@ def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, mon
   monkeypatch.setattr(bench, 'torch_available', lambda: True)
   records = bench.main(TINY + ['--torch', '--torch_script', str(script), '--torch_rounds', '2',
                                '--torch_meta_script', str(meta_script),
-                               '--meta_remat', 'step,none'])
+                               '--meta_remat', 'step,none', '--no-keep_freed_memory'])
   lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
   assert lines == records
   kinds = [r['bench'] for r in lines]
@@ -63,6 +66,8 @@ def test_tiny_run_prints_one_parsable_line_per_measurement(capsys, tmp_path, mon
   argv = twin['torch']['argv']               # the twin gets our sizes
   assert argv[argv.index('--resolution') + 1] == '8'
   assert argv[argv.index('--inner_steps') + 1] == '1'
+  assert lines[0]['keep_freed_memory'] is False   # asked off: the twin runs as we do
+  assert twin['torch']['mmap_max'] == lines[0]['malloc_env'].get('MALLOC_MMAP_MAX_')
   for policy in ('step', 'none'):
     ours = twin['ours'][policy]
     assert ours['speedup_vs_torch'] == pytest.approx(8.0 / ours['ms'])
@@ -256,3 +261,13 @@ def test_profile_of_the_tiny_meta_step(capsys):
       summary['traced_excess_ms'])
   assert 0 < sum(v['ms'] for v in meta['kinds'].values()) <= 1.01 * meta['traced_ms']
   assert meta['faults'] >= 0 and summary['page_faults']['meta'] == meta['faults']
+
+
+def test_twins_get_our_allocator_settings(monkeypatch):
+  monkeypatch.delenv('MALLOC_MMAP_MAX_', raising=False)
+  a = bench.parse(TINY)
+  assert bench._twin_env(a) is None                       # nothing set: the inherited env
+  a.kept_freed_memory = True
+  env = bench._twin_env(a)
+  assert env['MALLOC_MMAP_MAX_'] == '0' and env['MALLOC_ARENA_MAX'] == '1'
+  assert env['PATH'] == os.environ['PATH']                # the rest passes through

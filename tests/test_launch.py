@@ -10,7 +10,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_paper_tables_writes_tables_1_and_6_and_resumes(tmp_path):
+def test_paper_tables_writes_tables_1_and_6(tmp_path):
   config = tmp_path / 'tiny.py'
   config.write_text(textwrap.dedent(f'''
       from tests import helpers
@@ -34,7 +34,4 @@ def test_paper_tables_writes_tables_1_and_6_and_resumes(tmp_path):
   assert rows['ol']['parameters'] == '123' and rows['modular']['parameters'] == '492'
   modular = rows['modular']
   assert float(modular['tto_speed_eps']) > 0 and float(modular['peak_memory_mib']) > 0
-  second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-  assert second.returncode == 0
-  assert 'evaluation already done' in second.stderr
-  assert 'meta-train modular 1/' not in second.stderr
+  # Rerunning finishes only what is missing: tests/test_crash.py kills and reruns it.

@@ -242,8 +242,10 @@ def test_per_ray_jitter_seeds_stratify_each_ray_on_its_own():
   params = jnp.array([1.0, 2.0, 3.0])
   kw = dict(near=NEAR, far=FAR, num_samples=16, background=BG, stratified=True,
             hierarchical_samples=8)
-  batch = render.render_rays(apply_fn, params, o, d, None, jitter=seeds, **kw)
-  alone = render.render_rays(apply_fn, params, o[5:6], d[5:6], None, jitter=seeds[5:6], **kw)
+  rays = jax.jit(lambda o, d, jitter: render.render_rays(apply_fn, params, o, d, None,
+                                                         jitter=jitter, **kw))
+  batch = rays(o, d, seeds)
+  alone = rays(o[5:6], d[5:6], seeds[5:6])
   np.testing.assert_allclose(alone['rgb'][0], batch['rgb'][5], rtol=1e-5, atol=1e-6)
-  other = render.render_rays(apply_fn, params, o, d, None, jitter=seeds + 0.25, **kw)
+  other = rays(o, d, seeds + 0.25)
   assert not np.allclose(other['rgb'], batch['rgb'])

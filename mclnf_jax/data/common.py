@@ -7,7 +7,6 @@ from typing import NoReturn, Sequence, TypeVar
 import ml_collections
 import numpy as np
 from PIL import Image
-from scipy import signal
 
 from mclnf_jax.errors import UserError
 
@@ -95,6 +94,7 @@ def resample_to_16k(wav: np.ndarray, rate: int) -> np.ndarray:
   if rate == SAMPLE_RATE:
     return wav
   g = math.gcd(rate, SAMPLE_RATE)
+  from scipy import signal   # here: importing scipy.signal costs every command 0.7 s
   return signal.resample_poly(wav, SAMPLE_RATE // g, rate // g).astype(np.float32)
 
 
