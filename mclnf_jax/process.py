@@ -22,12 +22,11 @@ def limit_blas_threads() -> None:
   threadpoolctl.threadpool_limits(1, user_api='blas')
 
 
-# glibc's mallopt parameters (malloc.h), the values keep_freed_memory sets, and the
-# environment variables that set them at start-up (the same values, for subprocesses).
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_KEEP = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+# What keep_freed_memory sets, as the environment variables that set it at start-up
+# (for subprocesses), and each one's mallopt parameter (malloc.h).
 KEEP_FREED_MEMORY_ENV = {'MALLOC_ARENA_MAX': '1', 'MALLOC_MMAP_MAX_': '0',
                          'MALLOC_TRIM_THRESHOLD_': str(2**31 - 1)}
+_MALLOPT = {'MALLOC_ARENA_MAX': -8, 'MALLOC_MMAP_MAX_': -4, 'MALLOC_TRIM_THRESHOLD_': -1}
 MALLOC_ENV = ('MALLOC_ARENA_MAX', 'MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_',
               'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TOP_PAD_', 'GLIBC_TUNABLES')
 
@@ -51,4 +50,4 @@ def keep_freed_memory() -> bool:
   except AttributeError:       # not glibc (musl, macOS): nothing to tell
     return False
   mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-  return all(mallopt(param, value) == 1 for param, value in _KEEP)
+  return all(mallopt(_MALLOPT[k], int(v)) == 1 for k, v in KEEP_FREED_MEMORY_ENV.items())
