@@ -1,4 +1,4 @@
-"""Images where capacity binds, on a 2-core CPU: Table 1's ordering (~10-17 min).
+"""Images where capacity binds, on a 2-core CPU: Table 1's ordering (~16 min).
 
 python -m mclnf_jax.main --config=configs/image_cpu_paper.py --workdir=workdir/image_cpu_paper
 
