@@ -20,7 +20,7 @@ import optax
 from absl import app, flags
 from ml_collections import config_flags
 
-from mclnf_jax import learners, losses, process
+from mclnf_jax import fields, learners, losses, process
 from mclnf_jax.data import signals
 from mclnf_jax.tasks import factory, task_spec
 
@@ -76,8 +76,8 @@ def main(argv):
                for k in sorted(at)}
       print(json.dumps({'config': config.name, 'lam': lam, 'adam_lr': lr,
                         'signals': len(tasks), 'samples': int(tasks[0].context_x.shape[1]),
-                        'params': int(sum(x.size for x in jax.tree.leaves(field.init(
-                            jax.random.key(0))))), 'at': means}), flush=True)
+                        'params': fields.param_count(field.init(jax.random.key(0))),
+                        'at': means}), flush=True)
 
 
 def define_flags() -> None:
