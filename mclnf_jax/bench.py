@@ -680,8 +680,7 @@ def run(a: argparse.Namespace) -> list[dict]:
 
 def configure(a: argparse.Namespace) -> argparse.Namespace:
   """The entry points' process settings, --keep_freed_memory as asked."""
-  process.limit_blas_threads()
-  a.kept_freed_memory = a.keep_freed_memory and process.keep_freed_memory()
+  a.kept_freed_memory = process.configure(a.keep_freed_memory)
   return a
 
 

@@ -2,10 +2,11 @@
 import os
 
 
-def configure() -> None:
-  """What every entry point calls first: one BLAS thread, and freed memory kept."""
+def configure(keep_memory: bool = True) -> bool:
+  """What every entry point calls first: one BLAS thread, and (keep_memory) freed memory
+  kept; returns whether it is kept."""
   limit_blas_threads()
-  keep_freed_memory()
+  return keep_memory and keep_freed_memory()
 
 
 def limit_blas_threads() -> None:

@@ -26,13 +26,14 @@ def test_blas_threads_are_limited_unless_the_environment_says(monkeypatch):
 
 # Frees a touched 64 MiB block and prints how much of it the process still holds.
 _HOLD = '''
+import os
 import sys
 import numpy as np
 from mclnf_jax import process
 kept = process.keep_freed_memory() if sys.argv[1] == 'keep' else False
 def rss():
   with open('/proc/self/statm') as f:
-    return int(f.read().split()[1]) * 4096
+    return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 before = rss()
 block = np.ones(2**23)              # 64 MiB: past glibc's mmap threshold
 del block
