@@ -25,6 +25,12 @@ the meta-step with the TTO step kind by kind, the TTO step scaled by the meta-st
 matmul FLOPs counted from the trace (loops by their trip counts; XLA's `cost_analysis`
 counts a loop body once): the excess of each kind over that scaled step is where the
 meta-step runs slower than its matmul work predicts.
+
+With `--torch` the PyTorch twins (the eager second-order meta-step and the
+`torch.compile` TTO step, `bench.run_torch_meta` / `bench.run_torch`) run in turn with
+untraced calls of ours (`--torch_rounds` times), and each speed-up is printed beside its
+bound: the speed-up if everything but the matmuls took no time (the twin's ms over our
+ms times the matmul kinds' share of the traced time), what XLA:CPU's matmuls allow.
 """
 import argparse
 import collections
@@ -265,6 +271,39 @@ def excess(meta_kinds: dict, tto_kinds: dict) -> tuple[float, dict[str, float]]:
   return steps, {k: meta_kinds[k]['ms'] - steps * tto_kinds[k]['ms'] for k in KINDS}
 
 
+MATMULS = ('matmul rows', 'matmul contraction', 'matmul thin')
+
+
+def matmul_share(record: dict) -> float:
+  """The matmul kinds' share of a traced program's time."""
+  return sum(record['kinds'][k]['ms'] for k in MATMULS) / record['traced_ms']
+
+
+def against_twins(a: argparse.Namespace, runs: dict[str, Callable[[], None]], inner: int,
+                  shares: dict[str, float]) -> dict:
+  """Our TTO step and meta-step against their PyTorch twins (compiled, eager), a twin run
+  then an untraced round of ours, --torch_rounds times: medians, speed-ups, and each
+  speed-up's bound if only our matmuls took time ({'skipped': why} without torch)."""
+  theirs, ours = collections.defaultdict(list), collections.defaultdict(list)
+  for _ in range(a.torch_rounds):
+    twins = {'tto': bench.run_torch(a, compiled=True), 'meta': bench.run_torch_meta(a, inner)}
+    for name, r in twins.items():
+      if 'skipped' in r:
+        return {'skipped': f'{name} twin: {r["skipped"]}'}
+    theirs['tto'].append(twins['tto']['ms_per_step'])
+    theirs['meta'].append(twins['meta']['ms_per_meta_step'])
+    timed = untraced(runs, a.repeats)
+    ours['tto'].append(timed['tto']['ms'] / a.steps)
+    ours['meta'].append(timed['meta']['ms'])
+  out = {}
+  for name, twin in (('tto', 'torch.compile'), ('meta', 'eager')):
+    t, o = statistics.median(theirs[name]), statistics.median(ours[name])
+    out[name] = {'twin': twin, 'twin_ms': t, 'twin_ms_runs': theirs[name], 'ms': o,
+                 'ms_runs': ours[name], 'speedup': t / o, 'matmul_ms': o * shares[name],
+                 'speedup_if_only_matmuls': t / (o * shares[name])}
+  return out
+
+
 def profile(a: argparse.Namespace, runs: int) -> list[dict]:
   """The TTO step and the meta-step: untraced in turn, then traced; and the summary."""
   sine, inner = bench._csv(a.sines)[0], int(bench._csv(a.meta_inner_steps)[0])
@@ -296,7 +335,11 @@ def profile(a: argparse.Namespace, runs: int) -> list[dict]:
       'traced_excess_ms': over, 'traced_excess_fraction': over / m['traced_ms'],
       'excess_ms_by_kind': extra,
       'page_faults': {'meta': m['faults'], 'tto_per_step': t['faults'],
-                      'meta_sys_ms': m['sys_ms'], 'tto_sys_ms_per_step': t['sys_ms']}})
+                      'meta_sys_ms': m['sys_ms'], 'tto_sys_ms_per_step': t['sys_ms']},
+      'matmul_share': {'meta': matmul_share(m), 'tto': matmul_share(t)}})
+  if a.torch:
+    records[-1]['twins'] = against_twins(a, {'tto': tto_run, 'meta': meta_run}, inner,
+                                         records[-1]['matmul_share'])
   return records
 
 
@@ -323,6 +366,17 @@ def table(records: list[dict]) -> str:
   rows.append(f'minor page faults per meta-step {f["meta"]:.0f} ({f["meta_sys_ms"]:.0f} ms '
               f'system time), per TTO step {f["tto_per_step"]:.0f} '
               f'({f["tto_sys_ms_per_step"]:.1f} ms)')
+  share = s['matmul_share']
+  rows.append(f'matmuls: {100 * share["meta"]:.0f}% of the traced meta-step, '
+              f'{100 * share["tto"]:.0f}% of the traced TTO step')
+  for name, r in s.get('twins', {}).items():
+    if name == 'skipped':
+      rows.append(f'twins skipped: {r}')
+      continue
+    rows.append(f'{name} vs the {r["twin"]} twin: {r["ms"]:.1f} vs {r["twin_ms"]:.1f} ms '
+                f'(runs {", ".join(f"{v:.0f}" for v in r["twin_ms_runs"])}): '
+                f'{r["speedup"]:.2f}x; if only our matmuls took time '
+                f'({r["matmul_ms"]:.1f} ms): {r["speedup_if_only_matmuls"]:.2f}x')
   for name, part in m['sections'].items():
     rows.append(f'  {name}: ' + ', '.join(f'{k} {v:.0f}' for k, v in sorted(
         part.items(), key=lambda kv: -kv[1]) if v >= 0.5) + ' ms')

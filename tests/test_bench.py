@@ -245,11 +245,15 @@ def test_profile_shares_overlapping_thunks_equally():
   assert steps == 4.0 and extra['matmul rows'] == 6.0
 
 
-def test_profile_of_the_tiny_meta_step(capsys):
+def test_profile_of_the_tiny_meta_step(capsys, monkeypatch):
   from launch import profile_meta as pm
+  twins = iter([12.0, 30.0, 8.0])        # the twins' ms, round by round
+  monkeypatch.setattr(bench, 'run_torch',
+                      lambda a, compiled=False: {'ms_per_step': 1.0, 'compiled': compiled})
+  monkeypatch.setattr(bench, 'run_torch_meta', lambda a, n: {'ms_per_meta_step': next(twins)})
   records = pm.main(['--resolution', '8', '--width', '8', '--depth', '3', '--steps', '2',
                      '--repeats', '1', '--runs', '1', '--meta_inner_steps', '2',
-                     '--format', 'json'])
+                     '--torch', '--torch_rounds', '3', '--format', 'json'])
   assert [json.loads(l) for l in capsys.readouterr().out.splitlines()] == records
   tto, meta, summary = records
   # the matmul FLOPs read off the trace are the step's (bench.step_flops)
@@ -261,6 +265,20 @@ def test_profile_of_the_tiny_meta_step(capsys):
       summary['traced_excess_ms'])
   assert 0 < sum(v['ms'] for v in meta['kinds'].values()) <= 1.01 * meta['traced_ms']
   assert meta['faults'] >= 0 and summary['page_faults']['meta'] == meta['faults']
+  # the speed-ups over the twins, each with its matmul-only bound
+  share = summary['matmul_share']['meta']
+  assert share == pytest.approx(sum(meta['kinds'][k]['ms'] for k in pm.MATMULS)
+                                / meta['traced_ms'])
+  assert 0 < share <= 1.01
+  m = summary['twins']['meta']
+  assert (m['twin'], m['twin_ms_runs'], m['twin_ms']) == ('eager', [12.0, 30.0, 8.0], 12.0)
+  assert len(m['ms_runs']) == 3 and m['speedup'] == pytest.approx(12.0 / m['ms'])
+  assert m['speedup_if_only_matmuls'] == pytest.approx(m['speedup'] / share)
+  assert summary['twins']['tto']['twin'] == 'torch.compile'
+  assert 'if only our matmuls took time' in pm.table(records)
+  monkeypatch.setattr(bench, 'run_torch_meta', lambda a, n: {'skipped': 'no torch'})
+  a = bench.parse(['--torch_rounds', '1'])
+  assert pm.against_twins(a, {}, 2, {}) == {'skipped': 'meta twin: no torch'}
 
 
 def test_twins_get_our_allocator_settings(monkeypatch):
