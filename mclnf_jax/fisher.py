@@ -122,7 +122,7 @@ def _update_running(running: RunningFisher, batch: list, scale: jax.Array, decay
                for prev, new, k in zip(prior, fresh, powers))
          for prior, fresh in zip(running.factors, batch)]
   kept = [tuple(f * scale**k for f, k in zip(layer, powers)) for layer in now]
-  return now, jax.lax.stop_gradient(RunningFisher(kept, running.count + 1))
+  return now, RunningFisher(kept, running.count + 1)
 
 
 def quadratic_forms_reference(scores: jax.Array, fisher: str, damping: float,
@@ -279,7 +279,6 @@ def quadratic_forms_grouped(taps: Taps, fisher: str, damping: float,
   """
   if fisher != 'diag':
     raise UserError(f'fisher={fisher!r} is not a grouped tap estimator: use diag')
-  taps = jax.lax.stop_gradient(taps)       # the weights are held constant anyway
   scores = [grouped_scores(a, d) for a, d in zip(taps.inputs, taps.scores)]
   squares = [(gk * gk, gb * gb) for gk, gb in scores]
   factors = [(jnp.mean(k2, axis=0), jnp.mean(b2, axis=0)) for k2, b2 in squares]
@@ -321,6 +320,23 @@ def _inverse_cholesky_vmap(axis_size, in_batched, m):
   return jax.lax.map(_inverse_cholesky, m), True
 
 
+@jax.custom_jvp
+def inverse_cholesky(m: jax.Array) -> jax.Array:
+  """`_inverse_cholesky` with a derivative, for MAML through a K-FAC-weighted inner step:
+  W = L^-1 moves by dW = -Phi(W dM W^T) W, Phi taking the lower triangle with half its
+  diagonal (from dM = dL L^T + L dL^T with L^-1 dL lower triangular)."""
+  return _inverse_cholesky(m)
+
+
+@inverse_cholesky.defjvp
+def _inverse_cholesky_jvp(primals, tangents):
+  (m,), (dm,) = primals, tangents
+  w = _inverse_cholesky(m)
+  s = w @ dm @ w.T
+  half_lower = jnp.tril(jnp.ones_like(s)) - 0.5 * jnp.eye(s.shape[-1], dtype=s.dtype)
+  return w, -(s * half_lower) @ w
+
+
 def _row_sums(x: jax.Array) -> jax.Array:
   """sum(x, axis=1) as a matrix-vector product: after a matmul, XLA:CPU fuses a
   reduction with it (and with every other layer's) into one slow YNNPACK fusion, the
@@ -349,8 +365,8 @@ def _layer_quadratic_forms(a, d, factors, fisher: str, damping: float, scale) ->
     return _row_sums(d * d * per_unit)
   big_a, big_g = factors
   root = jnp.sqrt(damping)
-  white_a = _inverse_cholesky(big_a + root * jnp.eye(d_in + 1, dtype=a.dtype))
-  white_g = _inverse_cholesky(big_g + root / scale**2 * jnp.eye(d.shape[1], dtype=d.dtype))
+  white_a = inverse_cholesky(big_a + root * jnp.eye(d_in + 1, dtype=a.dtype))
+  white_g = inverse_cholesky(big_g + root / scale**2 * jnp.eye(d.shape[1], dtype=d.dtype))
   qa = _row_sums(jnp.square(a @ white_a[:, :d_in].T + white_a[:, d_in]))
   qg = _row_sums(jnp.square(d @ white_g.T))
   return qa * qg
@@ -373,7 +389,6 @@ def quadratic_forms_taps(taps: Taps, fisher: str, damping: float,
   """
   if fisher not in ('diag', 'kfac'):
     raise UserError(f'fisher={fisher!r} is not a tap estimator: use diag or kfac')
-  taps = jax.lax.stop_gradient(taps)       # the weights are held constant anyway
   # Materialised once: otherwise XLA:CPU recomputes each layer's sine into every
   # transpose of its input.
   layers = [jax.lax.optimization_barrier((a, d)) for a, d in zip(taps.inputs, taps.scores)]

@@ -19,12 +19,44 @@ def mse(apply_fn, params, inputs: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def _weights(q: jax.Array, lam: float, normalize: bool) -> jax.Array:
-  """w = 1 + lam q (eq. 3), or with normalize (1 + lam q / mean q) / (1 + lam): mean one."""
+  """w = 1 + lam q (eq. 3), or with normalize (1 + lam q / mean q) / (1 + lam): mean one.
+
+  Live functions of the params: the loss's gradient holds them constant (`_held_weights`),
+  the meta-gradient, differentiating that gradient, follows them."""
   if normalize:     # all-zero scores (a fitted batch): every sample weighs the same
     mean = jnp.mean(q)
     q = jnp.where(mean > jnp.finfo(q.dtype).tiny, q / jnp.maximum(mean, 1e-30), 1.0)
-    return jax.lax.stop_gradient((1.0 + lam * q) / (1.0 + lam))
-  return jax.lax.stop_gradient(1.0 + lam * q)
+    return (1.0 + lam * q) / (1.0 + lam)
+  return 1.0 + lam * q
+
+
+def _held_weights(value_and_grads):
+  """The FIM loss as a function whose gradient holds the weights constant (eq. 2-3).
+
+  value_and_grads(params, x, y, running, decay) -> ((loss, w, running'), grads), grads
+  = sum_i w_i d(loss_i)/d params with w the live weights. A custom VJP hands `grads` to
+  jax.grad. It is built from ordinary ops, so MAML, differentiating an inner step,
+  differentiates `grads` as computed, through the weights and the Fisher too: the exact
+  meta-gradient of the inner loop that runs. (Weights stopped there as well give a
+  meta-gradient that is not the loss's: on audio it had the wrong sign along random
+  directions against finite differences, and meta-training diverged.)
+  """
+  @jax.custom_vjp
+  def loss_fn(params, x, y, running, decay):
+    return value_and_grads(params, x, y, running, decay)[0]
+
+  def fwd(params, x, y, running, decay):
+    out, grads = value_and_grads(params, x, y, running, decay)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, (x, y, running, decay))
+    return out, (grads, zeros)
+
+  def bwd(residuals, cotangents):
+    grads, zeros = residuals
+    g_loss = cotangents[0]
+    return (jax.tree_util.tree_map(lambda g: g_loss * g, grads), *zeros)
+
+  loss_fn.defvjp(fwd, bwd)
+  return loss_fn
 
 
 def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
@@ -33,9 +65,7 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
   The per-sample pre-activation scores d_i that give q_i also give the gradient: with
   weights held constant, dL/dz_i = -(2 w_i / (m q)) d_i, and each layer's gradient is
   a^T (dL/dz) (the weight-gradient matmul backprop would do anyway). A custom VJP hands
-  that gradient to JAX; it is built from ordinary ops, so MAML differentiates through it.
-  `running` (a RunningFisher or None) and `decay` pass through as constants: the
-  Fisher, like the weights, gets no gradient. For a grouped prediction (rendering) the
+  that gradient to JAX (`_held_weights`). For a grouped prediction (rendering) the
   taps are [N, K, d], field row s of prediction row i takes dL/dz_s = c_i d_s, and the
   layer gradient sums a_s^T (c_i d_s) over every field row.
   """
@@ -63,22 +93,25 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
     grads = jax.tree_util.tree_map(lambda g, p: g.astype(p.dtype), grads, params)
     return (loss, w, new), grads
 
-  @jax.custom_vjp
-  def loss_fn(params, x, y, running, decay):
-    return value_and_grads(params, x, y, running, decay)[0]
+  return _held_weights(value_and_grads)
 
-  def fwd(params, x, y, running, decay):
-    out, grads = value_and_grads(params, x, y, running, decay)
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, (x, y, running, decay))
-    return out, (grads, zeros)
 
-  def bwd(residuals, cotangents):
-    grads, zeros = residuals
-    g_loss = cotangents[0]
-    return (jax.tree_util.tree_map(lambda g: g_loss * g, grads), *zeros)
+def _reference_loss(apply_fn, lam, fisher, damping, normalize):
+  """The FIM loss from materialised per-sample scores (any differentiable apply_fn): the
+  weights from `vmap(grad)`, the gradient one VJP of the per-sample errors weighted by
+  them (`_held_weights`)."""
+  def value_and_grads(params, x, y, running, decay):
+    scores = fisher_lib.per_sample_scores(apply_fn, params, x, y)
+    if running is None:
+      q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping), None
+    else:
+      q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping, running, decay)
+    w = _weights(q, lam, normalize)
+    squares, vjp = jax.vjp(lambda p: jnp.square(apply_fn(p, x) - y), params)
+    (grads,) = vjp(jnp.broadcast_to(w[:, None] / squares.size, squares.shape))
+    return (jnp.mean(w[:, None] * squares), w, new), grads
 
-  loss_fn.defvjp(fwd, bwd)
-  return loss_fn
+  return _held_weights(value_and_grads)
 
 
 def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *, lam: float,
@@ -98,8 +131,11 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
   q_i = g_i^T F^-1 g_i
   w_i = (1 + lam * q_i / mean(q)) / (1 + lam)   normalize=True (the default)
         1 + lam * q_i                           normalize=False (eq. 3 as written)
-  loss = mean_i(w_i * mean_c r_ic^2), the weights held constant (stop_gradient), so
-  lam = 0 is exactly MSE. Returns loss, or (loss, w) with return_weights=True.
+  loss = mean_i(w_i * mean_c r_ic^2), its gradient sum_i w_i d(loss_i)/d params with the
+  weights held constant, so lam = 0 is exactly MSE. Returns loss, or (loss, w) with
+  return_weights=True. Differentiating that gradient again (MAML's meta-gradient through
+  an inner step) follows the weights' and the Fisher's dependence on the params: the
+  exact derivative of the inner loop as it runs.
 
   The default departs from eq. 3 on purpose: normalised weights average exactly 1, so
   the loss is on the MSE's scale whatever the model size (q sums to the parameter count
@@ -116,26 +152,20 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
   running: the task's Fisher so far (Algorithm 1, l. 8 and 16; start it with
   `fisher.init_running(apply_fn, params, fisher)`). F is then the running estimate
   decay F_prev + (1 - decay) F_batch (the batch's own F for the task's first batch;
-  decay 0 is the per-batch F), held constant like the weights, and the updated
+  decay 0 is the per-batch F), held constant in the gradient like the weights, and the updated
   estimate is returned last: (loss, running) or (loss, w, running).
   """
   if fisher not in fisher_lib.ESTIMATORS:
     raise UserError(f'unknown fisher={fisher!r}: use one of {", ".join(fisher_lib.ESTIMATORS)}')
   if fisher_lib.uses_taps(apply_fn, fisher):
-    loss, w, new = _tapped_loss(apply_fn, lam, fisher, damping, normalize)(
-        params, inputs, targets, running, None if running is None else jnp.asarray(decay))
+    build = _tapped_loss
   elif fisher == 'kfac':
     raise UserError('fisher=kfac needs a field made of dense layers (a mclnf_jax Field); '
                     'use diag or exact for other apply functions')
   else:
-    scores = fisher_lib.per_sample_scores(apply_fn, params, inputs, targets)
-    if running is None:
-      q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping), None
-    else:
-      q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping, running, decay)
-    w = _weights(q, lam, normalize)
-    residual = apply_fn(params, inputs) - targets
-    loss = jnp.mean(w[:, None] * jnp.square(residual))
+    build = _reference_loss
+  loss, w, new = build(apply_fn, lam, fisher, damping, normalize)(
+      params, inputs, targets, running, None if running is None else jnp.asarray(decay))
   out = (loss, w) if return_weights else (loss,)
   out = out if running is None else (*out, new)
   return out if len(out) > 1 else loss
