@@ -152,8 +152,8 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
   running: the task's Fisher so far (Algorithm 1, l. 8 and 16; start it with
   `fisher.init_running(apply_fn, params, fisher)`). F is then the running estimate
   decay F_prev + (1 - decay) F_batch (the batch's own F for the task's first batch;
-  decay 0 is the per-batch F), held constant in the gradient like the weights, and the updated
-  estimate is returned last: (loss, running) or (loss, w, running).
+  decay 0 is the per-batch F), held constant in the gradient like the weights, and the
+  updated estimate is returned last: (loss, running) or (loss, w, running).
   """
   if fisher not in fisher_lib.ESTIMATORS:
     raise UserError(f'unknown fisher={fisher!r}: use one of {", ".join(fisher_lib.ESTIMATORS)}')
