@@ -37,9 +37,8 @@ def _held_weights(value_and_grads):
   = sum_i w_i d(loss_i)/d params with w the live weights. A custom VJP hands `grads` to
   jax.grad. It is built from ordinary ops, so MAML, differentiating an inner step,
   differentiates `grads` as computed, through the weights and the Fisher too: the exact
-  meta-gradient of the inner loop that runs. (Weights stopped there as well give a
-  meta-gradient that is not the loss's: on audio it had the wrong sign along random
-  directions against finite differences, and meta-training diverged.)
+  meta-gradient of the inner loop that runs (weights stopped there as well give one that
+  is not: tests/test_fim.py).
   """
   @jax.custom_vjp
   def loss_fn(params, x, y, running, decay):
