@@ -30,7 +30,8 @@ def fit(apply_fn, init, x, y, fim, lam: float, lr: float, steps: int, at: set[in
   opt = optax.adam(lr)
   loss = (lambda p: losses.mse(apply_fn, p, x, y)) if lam == 0 else (
       lambda p: losses.fim_weighted_mse(apply_fn, p, x, y, lam=lam, fisher=fim.fisher,
-                                        damping=fim.damping, normalize=fim.normalize))
+                                        damping=fim.damping, normalize=fim.normalize,
+                                        max_ratio=fim.max_ratio or None))
 
   @jax.jit
   def step(p, s):
@@ -41,7 +42,7 @@ def fit(apply_fn, init, x, y, fim, lam: float, lr: float, steps: int, at: set[in
   def stats(p):
     _, w = losses.fim_weighted_mse(apply_fn, p, x, y, lam=1.0, fisher=fim.fisher,
                                    damping=fim.damping, normalize=fim.normalize,
-                                   return_weights=True)
+                                   max_ratio=fim.max_ratio or None, return_weights=True)
     residual = apply_fn(p, x) - y
     err = jnp.abs(residual).max(-1)
     return {'psnr': -10 * jnp.log10(jnp.mean(jnp.square(residual))),

@@ -18,16 +18,22 @@ def mse(apply_fn, params, inputs: jax.Array, targets: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(apply_fn(params, inputs) - targets))
 
 
-def _weights(q: jax.Array, lam: float, normalize: bool) -> jax.Array:
-  """w = 1 + lam q (eq. 3), or with normalize (1 + lam q / mean q) / (1 + lam): mean one.
+def _weights(q: jax.Array, lam: float, normalize: bool, max_ratio: Optional[float]) -> jax.Array:
+  """w = 1 + lam q (eq. 3), or with normalize (1 + lam q / mean q) / (1 + lam): mean one;
+  with max_ratio, q is first clipped at max_ratio x mean(q) (bounded weights, as the
+  paper's Theorem 3 assumes) and normalised weights are divided by their mean.
 
   Live functions of the params: the loss's gradient holds them constant (`_held_weights`),
   the meta-gradient, differentiating that gradient, follows them."""
-  if normalize:     # all-zero scores (a fitted batch): every sample weighs the same
-    mean = jnp.mean(q)
-    q = jnp.where(mean > jnp.finfo(q.dtype).tiny, q / jnp.maximum(mean, 1e-30), 1.0)
-    return (1.0 + lam * q) / (1.0 + lam)
-  return 1.0 + lam * q
+  mean = jnp.mean(q)
+  fitted = mean <= jnp.finfo(q.dtype).tiny   # all-zero scores: every sample weighs the same
+  ratio = jnp.where(fitted, 1.0, q / jnp.maximum(mean, 1e-30))
+  if max_ratio is not None:
+    ratio = jnp.minimum(ratio, max_ratio)
+  if normalize:
+    w = 1.0 + lam * ratio
+    return w / jnp.mean(w)
+  return 1.0 + lam * (q if max_ratio is None else ratio * mean)
 
 
 def _held_weights(value_and_grads):
@@ -58,7 +64,7 @@ def _held_weights(value_and_grads):
   return loss_fn
 
 
-def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
+def _tapped_loss(apply_fn, lam, fisher, damping, normalize, max_ratio):
   """The FIM loss for dense-layer fields: value and gradient from one fwd + one bwd pass.
 
   The per-sample pre-activation scores d_i that give q_i also give the gradient: with
@@ -84,7 +90,7 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
       q, new = forms(taps, fisher, damping), None
     else:
       q, new = forms(taps, fisher, damping, running, decay)
-    w = _weights(q, lam, normalize)
+    w = _weights(q, lam, normalize, max_ratio)
     loss = jnp.mean(w[:, None] * jnp.square(out - y))   # = mean_i w_i mean_c r_ic^2
     c = (-2.0 / out.size) * taps.scale * w              # dL/dz = c * d (d scaled)
     c = c.reshape(c.shape + (1,) * (taps.scores[0].ndim - 1))
@@ -95,7 +101,7 @@ def _tapped_loss(apply_fn, lam, fisher, damping, normalize):
   return _held_weights(value_and_grads)
 
 
-def _reference_loss(apply_fn, lam, fisher, damping, normalize):
+def _reference_loss(apply_fn, lam, fisher, damping, normalize, max_ratio):
   """The FIM loss from materialised per-sample scores (any differentiable apply_fn): the
   weights from `vmap(grad)`, the gradient one VJP of the per-sample errors weighted by
   them (`_held_weights`)."""
@@ -105,7 +111,7 @@ def _reference_loss(apply_fn, lam, fisher, damping, normalize):
       q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping), None
     else:
       q, new = fisher_lib.quadratic_forms_reference(scores, fisher, damping, running, decay)
-    w = _weights(q, lam, normalize)
+    w = _weights(q, lam, normalize, max_ratio)
     squares, vjp = jax.vjp(lambda p: jnp.square(apply_fn(p, x) - y), params)
     (grads,) = vjp(jnp.broadcast_to(w[:, None] / squares.size, squares.shape))
     return (jnp.mean(w[:, None] * squares), w, new), grads
@@ -115,7 +121,7 @@ def _reference_loss(apply_fn, lam, fisher, damping, normalize):
 
 def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *, lam: float,
                      fisher: str = 'diag', damping: float = 1e-8, normalize: bool = True,
-                     return_weights: bool = False,
+                     max_ratio: Optional[float] = 2.0, return_weights: bool = False,
                      running: Optional[fisher_lib.RunningFisher] = None, decay: float = 0.0):
   """MSE with each sample weighted by its Fisher information score (eq. 2-3).
 
@@ -127,9 +133,10 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
                  A = mean a a^T over layer inputs (a 1 appended for the bias) and
                  G = mean d d^T over pre-activation scores; needs a field made of dense
                  layers (a `mclnf_jax.fields.Field` or its `.apply`, e.g. SIREN)
-  q_i = g_i^T F^-1 g_i
-  w_i = (1 + lam * q_i / mean(q)) / (1 + lam)   normalize=True (the default)
-        1 + lam * q_i                           normalize=False (eq. 3 as written)
+  q_i = g_i^T F^-1 g_i,  r_i = min(q_i / mean(q), max_ratio)  (max_ratio=None: no clip)
+  w_i = (1 + lam * r_i) / mean(1 + lam * r)   normalize=True (the default)
+        1 + lam * r_i * mean(q)               normalize=False (eq. 3 as written when
+                                              max_ratio=None)
   loss = mean_i(w_i * mean_c r_ic^2), its gradient sum_i w_i d(loss_i)/d params with the
   weights held constant, so lam = 0 is exactly MSE. Returns loss, or (loss, w) with
   return_weights=True. Differentiating that gradient again (MAML's meta-gradient through
@@ -139,7 +146,11 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
   The default departs from eq. 3 on purpose: normalised weights average exactly 1, so
   the loss is on the MSE's scale whatever the model size (q sums to the parameter count
   for the exact Fisher), and at one learning rate the FIM loss takes the same mean step
-  as the MSE: lam then only re-weights samples, it never changes the step size.
+  as the MSE: lam then only re-weights samples, it never changes the step size. And
+  the weights are bounded by default (no sample counts more than 1 + 2 lam times the
+  least), as the paper's generalisation bound (Theorem 3) assumes: unbounded weights
+  concentrate on the samples of largest curvature, and SGD at the MSE's rate becomes
+  unstable in the directions they raise (BUILD_NOTES, audio).
 
   F is estimated from the same batch. For dense-layer fields 'diag' and 'kfac' never
   form per-sample gradients (a few matmuls per layer); for a `types.GroupedPrediction`
@@ -163,7 +174,9 @@ def fim_weighted_mse(apply_fn, params, inputs: jax.Array, targets: jax.Array, *,
                     'use diag or exact for other apply functions')
   else:
     build = _reference_loss
-  loss, w, new = build(apply_fn, lam, fisher, damping, normalize)(
+  if max_ratio is not None and not max_ratio >= 1:
+    raise UserError(f'max_ratio={max_ratio} must be >= 1 (or None for unbounded weights)')
+  loss, w, new = build(apply_fn, lam, fisher, damping, normalize, max_ratio)(
       params, inputs, targets, running, None if running is None else jnp.asarray(decay))
   out = (loss, w) if return_weights else (loss,)
   out = out if running is None else (*out, new)
@@ -186,5 +199,6 @@ def by_name(name: str, fim_config=None):
     return mse
   if name == 'fim':
     return functools.partial(fim_weighted_mse, lam=fim_config.lam, fisher=fim_config.fisher,
-                             damping=fim_config.damping, normalize=fim_config.normalize)
+                             damping=fim_config.damping, normalize=fim_config.normalize,
+                             max_ratio=fim_config.max_ratio or None)
   raise UserError(f'unknown loss {name!r}: use mse or fim')

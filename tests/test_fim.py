@@ -62,9 +62,15 @@ def test_weights_match_brute_force(kind, apply_fn):
     x, y = X.astype(jnp.float64), Y.astype(jnp.float64)
     damping = 1e-3
     q = brute_force_q(plain_apply, params, x, y, kind, damping)
-    for normalize, expected in ((False, 1 + 0.5 * q), (True, (1 + 0.5 * q / q.mean()) / 1.5)):
+    bound = (1 + np.max(q / q.mean())) / 2          # a bound that binds on some samples
+    ratio = np.minimum(q / q.mean(), bound)
+    cases = {(False, None): 1 + 0.5 * q, (True, None): (1 + 0.5 * q / q.mean()) / 1.5,
+             (False, bound): 1 + 0.5 * ratio * q.mean(),
+             (True, bound): (1 + 0.5 * ratio) / np.mean(1 + 0.5 * ratio)}
+    for (normalize, max_ratio), expected in cases.items():
       _, w = losses.fim_weighted_mse(apply_fn, params, x, y, lam=0.5, fisher=kind,
-                                     damping=damping, normalize=normalize, return_weights=True)
+                                     damping=damping, normalize=normalize,
+                                     max_ratio=max_ratio, return_weights=True)
       np.testing.assert_allclose(np.asarray(w), expected, rtol=1e-6)
 
 
@@ -82,9 +88,10 @@ def test_fast_path_value_and_gradient_match_reference(kind):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize('kind,tapped', [('diag', True), ('kfac', True), ('diag', False),
-                                         ('exact', False)])
-def test_meta_gradient_through_fim_steps_is_exact(kind, tapped):
+@pytest.mark.parametrize('kind,tapped,max_ratio', [
+    ('diag', True, None), ('kfac', True, None), ('diag', False, None), ('exact', False, None),
+    ('diag', True, 1.5), ('exact', False, 1.05)])
+def test_meta_gradient_through_fim_steps_is_exact(kind, tapped, max_ratio):
   """MAML through FIM-loss inner steps: the meta-gradient is the derivative of the inner
   loop that runs (weights and Fisher recomputed at every step), checked by central
   differences in float64 along random directions. With the weights stopped in the
@@ -94,7 +101,10 @@ def test_meta_gradient_through_fim_steps_is_exact(kind, tapped):
     x, y = X.astype(jnp.float64), Y.astype(jnp.float64)
     apply_fn = FIELD.apply if tapped else plain_apply
     loss = functools.partial(losses.fim_weighted_mse, apply_fn, lam=2.0, fisher=kind,
-                             damping=1e-3)
+                             damping=1e-3, max_ratio=max_ratio)
+    if max_ratio:                          # the bound binds on some sample at the start
+      w = loss(params, x, y, max_ratio=None, return_weights=True)[1]
+      assert float(w.max()) * 3.0 > 1.0 + 2.0 * max_ratio     # w = (1 + 2 q / mean q) / 3
 
     def meta_loss(p):
       for _ in range(2):
@@ -134,7 +144,8 @@ def test_weights_finite_and_bounded_below(kind, lam):
                                      normalize=normalize, return_weights=True)
       floor = 1 / (1 + lam) if normalize else 1.0
       assert np.isfinite(w).all() and (w >= floor * (1 - 1e-6)).all(), (name, normalize)
-      if normalize:
+      if normalize:        # bounded (max_ratio=2): no sample weighs 1 + 2 lam times another
+        assert w.max() <= (1 + 2 * lam) * w.min() * (1 + 1e-5), name
         np.testing.assert_allclose(np.mean(w), 1.0, rtol=1e-5)   # the MSE's mean step
 
 

@@ -176,7 +176,7 @@ def test_identity_predictor_keeps_the_dense_path():
 
   def by_hand(p):
     out, taps = fisher.dense_taps(field.apply, p, x, y)
-    weights = losses._weights(fisher.quadratic_forms_taps(taps, 'diag', 1e-8), 2.0, True)
+    weights = losses._weights(fisher.quadratic_forms_taps(taps, 'diag', 1e-8), 2.0, True, 2.0)
     return jnp.mean(weights[:, None] * jnp.square(out - y)), weights
   want, want_w = jax.jit(by_hand)(params)
   np.testing.assert_array_equal(got, want)

@@ -100,6 +100,7 @@ def test_running_factors_follow_the_recursion(kind, path):
     apply_fn = apply_of(path)
     step = jax.jit(lambda x, y, running: losses.fim_weighted_mse(
         apply_fn, params, x, y, lam=1.0, fisher=kind, damping=damping, normalize=False,
+        max_ratio=None,
         return_weights=True, running=running, decay=decay))
     running, want = fisher.init_running(apply_fn, params, kind), None
     for x, y in zip(XS.astype(jnp.float64), YS.astype(jnp.float64)):
@@ -167,7 +168,8 @@ def test_running_learner_fisher_and_params_follow_a_hand_computed_loop():
                                                f, batch)
       g = np.asarray(fisher.per_sample_scores(apply_fn, p, x, y))
       q = (g * g / (jax.flatten_util.ravel_pytree(f)[0] + fim.damping)).sum(1)
-      w = (1 + fim.lam * q / q.mean()) / (1 + fim.lam)
+      ratio = jnp.minimum(q / q.mean(), fim.max_ratio)     # bounded, mean-one weights
+      w = (1 + fim.lam * ratio) / jnp.mean(1 + fim.lam * ratio)
       grads = jax.grad(lambda p: jnp.mean(w[:, None] * (apply_fn(p, x) - y) ** 2))(p)
       p = jax.tree.map(lambda a, b: a - lr * b, p, grads)
     names = setup.field.module.dense_names
@@ -222,6 +224,7 @@ def test_second_order_meta_gradient_matches_finite_differences():
             if frozen is None or k < inner:
               _, w, f = losses.fim_weighted_mse(apply_fn, p, x, y, lam=fim.lam,
                                                 fisher=fim.fisher, damping=fim.damping,
+                                                max_ratio=fim.max_ratio or None,
                                                 return_weights=True, running=f, decay=0.5)
             else:
               w = frozen[len(record)]

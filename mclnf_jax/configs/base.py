@@ -132,7 +132,9 @@ def declared_config() -> ml_collections.ConfigDict:
       fisher=key('diag', 'Fisher estimator: exact | diag | kfac', only=fim),
       damping=key(1e-8, 'damping added to the Fisher', only=fim),
       normalize=key(True, 'weights normalised to mean 1 (see losses.fim_weighted_mse)',
-                    only=fim))
+                    only=fim),
+      max_ratio=key(2.0, 'scores q_i clipped at max_ratio x mean(q) before weighting: '
+                    'bounded weights (paper, Theorem 3); 0: unbounded (eq. 3)', only=fim))
 
   c.learners = key('ol,maml_cl,modular', 'comma-separated learners to run (each has its '
                    'own folder and checkpoint)', RUN)

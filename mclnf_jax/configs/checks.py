@@ -62,6 +62,9 @@ def check(config: ml_collections.ConfigDict) -> None:
     raise UserError(f'config.fim.fisher={config.fim.fisher!r}: use one of '
                     f'{", ".join(fisher.ESTIMATORS)}')
   _positive(config.fim.damping, 'fim.damping')
+  if config.fim.max_ratio != 0 and not config.fim.max_ratio >= 1:
+    raise UserError(f'config.fim.max_ratio={config.fim.max_ratio} must be >= 1 (or 0: '
+                    'unbounded weights)')
 
 
 CONFIG_FLAG = 'config'
