@@ -1,16 +1,21 @@
 """Memory of a second-order NeRF meta-step and rendering speed, for BUILD_NOTES.
 
-python -m launch.nerf_cost --config=configs/nerf_quickstart.py [--learner=mcl] [--compile_only]
+python -m launch.nerf_cost --config=configs/nerf_quickstart.py [--learner=modular,modular_fim]
+    [--rounds=15] [--compile_only]
 
 Peak memory is XLA's plan for the compiled meta-step (arguments + outputs + temporaries
 - aliased, `memory_analysis()`), so the paper setting (configs/nerf_city.py) can be
-*computed* on a CPU by compiling without running it (--compile_only). Rays per second
-time the jitted whole-view rendering of the field (`learner.predict`) over one batch of
-query rays; the meta-step's time is the median of 3 compiled steps. Shapes come from
-the config; the arrays are synthetic (no data is loaded). Prints one JSON line.
+*computed* on a CPU by compiling without running it (--compile_only). The meta-steps of
+the learners named are timed in turn, one step each per round (`--rounds`, after one
+warm-up step), their medians compared with the first learner's (`meta_step_vs_first`):
+ratios of steps timed in turn survive a noisy machine, single timings do not. Rays per
+second time the jitted whole-view rendering of the field (`learner.predict`) over one
+batch of query rays. Shapes come from the config; the arrays are synthetic (no data is
+loaded). Prints one JSON line per learner.
 """
 import json
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +29,8 @@ from mclnf_jax.tasks import task_spec
 from mclnf_jax.tasks.scene import SceneTasks
 
 config_flags.DEFINE_config_file('config', None, 'A NeRF config.', lock_config=True)
-flags.DEFINE_string('learner', 'modular', 'Learner whose meta-step is measured.')
+flags.DEFINE_list('learner', ['modular'], 'Learners whose meta-steps are measured, in turn.')
+flags.DEFINE_integer('rounds', 7, 'Timed meta-steps per learner (in turn, after a warm-up).')
 flags.DEFINE_bool('compile_only', False, 'Plan memory only; do not time anything.')
 flags.DEFINE_integer('query_rays', 4096, 'Rays rendered per timing.')
 
@@ -56,10 +62,41 @@ def median_seconds(fn, repeats: int = 3) -> float:
   return float(np.median(times))
 
 
+def in_turn(steps: dict, rounds: int) -> dict:
+  """{name: median seconds} of each step, called one after another `rounds` times
+  after one warm-up call each."""
+  for fn in steps.values():
+    fn()
+  times = {name: [] for name in steps}
+  for _ in range(rounds):
+    for name, fn in steps.items():
+      t0 = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - t0)
+  return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def compiled_step(learner, config, batch) -> tuple[dict, Any, Any]:
+  """(planned memory and compile time, a function running one meta-step, one returning
+  the current meta-params) of a learner."""
+  optimizer = meta.outer_optimizer(config.meta)
+  state = meta.init_state(learner, optimizer, jax.random.key(0))
+  t0 = time.perf_counter()
+  compiled = meta.make_meta_step(learner, optimizer).lower(state, batch).compile()
+  info = {'meta_step_peak_mib': round(compute_cost.planned_bytes(compiled) / 2**20, 1),
+          'compile_s': round(time.perf_counter() - t0, 1)}
+  box = {'state': state}
+
+  def step():
+    box['state'], metrics = compiled(box['state'], batch)    # donates the old state
+    jax.block_until_ready(metrics)
+  return info, step, lambda: box['state']['params']
+
+
 def main(argv):
   del argv
   process.configure()
-  config = flags.FLAGS.config
+  config, f = flags.FLAGS.config, flags.FLAGS
   r, s = config.render, config.scene
   modality = SceneTasks(grid=tuple(config.tasks.grid), bounds=(-1.0, 1.0, -1.0, 1.0),
                         near=0.1, far=4.0, image_shape=(config.data.resolution,) * 2,
@@ -68,37 +105,35 @@ def main(argv):
                         query_rays_per_task=s.query_rays_per_task, stratified=s.stratified,
                         num_samples=r.num_samples, hierarchical_samples=r.hierarchical_samples,
                         chunk=r.chunk)
-  learner = learners.build(config, flags.FLAGS.learner, task_spec(modality))
+  built = {name: learners.build(config, name, task_spec(modality)) for name in f.learner}
   m = config.meta
-  optimizer = meta.outer_optimizer(m)
-  state = meta.init_state(learner, optimizer, jax.random.key(0))
   # pool_rays 0 keeps every ray of a cell's views: views_per_cell views of the resolution.
   pool = s.pool_rays or s.views_per_cell * config.data.resolution ** 2
-  batch = synthetic_batch(modality, m.batch_size, flags.FLAGS.query_rays, pool)
-  out = {'config': config.name, 'learner': learner.name, 'backend': jax.default_backend(),
-         'meta_batch': m.batch_size, 'inner_steps': m.inner_steps,
-         'rays_per_task': s.rays_per_task,
-         'samples_per_ray': r.num_samples + r.hierarchical_samples}
-  if learner.meta_learned:    # learners without a meta-step (ol, er, ...) render only
-    t0 = time.perf_counter()
-    compiled = meta.make_meta_step(learner, optimizer).lower(state, batch).compile()
-    out.update(meta_step_peak_mib=round(compute_cost.planned_bytes(compiled) / 2**20, 1),
-               compile_s=round(time.perf_counter() - t0, 1))
-    if not flags.FLAGS.compile_only:
-      box = {'state': state}
-
-      def step():
-        box['state'], metrics = compiled(box['state'], batch)   # donates the old state
-        jax.block_until_ready(metrics)
-      out['meta_step_ms'] = round(1e3 * median_seconds(step), 1)
-      state = box['state']
-  if not flags.FLAGS.compile_only:
+  batch = synthetic_batch(modality, m.batch_size, f.query_rays, pool)
+  out, steps, params = {}, {}, {}
+  for name, learner in built.items():
+    out[name] = {'config': config.name, 'learner': learner.name,
+                 'backend': jax.default_backend(), 'meta_batch': m.batch_size,
+                 'inner_steps': m.inner_steps, 'rays_per_task': s.rays_per_task,
+                 'samples_per_ray': r.num_samples + r.hierarchical_samples}
+    if learner.meta_learned:  # learners without a meta-step (ol, er, ...) render only
+      info, steps[name], params[name] = compiled_step(learner, config, batch)
+      out[name].update(info)
+  if not f.compile_only:
+    seconds = in_turn(steps, f.rounds)
+    first = next(iter(seconds), None)
+    for name, sec in seconds.items():
+      out[name].update(meta_step_ms=round(1e3 * sec, 1), meta_step_rounds=f.rounds,
+                       meta_step_vs_first=round(sec / seconds[first], 2))
     one = jax.tree_util.tree_map(lambda x: x[0], batch)
-    render = jax.jit(learner.predict)
-    fast = learner.start(state['params'])
-    seconds = median_seconds(lambda: jax.block_until_ready(render(fast, one.query_x)))
-    out['render_rays_per_s'] = round(flags.FLAGS.query_rays / seconds)
-  print(json.dumps(out))
+    for name, learner in built.items():
+      render = jax.jit(learner.predict)
+      meta_params = params[name]() if name in params else learner.init(jax.random.key(0))
+      fast = learner.start(meta_params)
+      sec = median_seconds(lambda: jax.block_until_ready(render(fast, one.query_x)))
+      out[name]['render_rays_per_s'] = round(f.query_rays / sec)
+  for line in out.values():
+    print(json.dumps(line))
 
 
 if __name__ == '__main__':

@@ -260,13 +260,39 @@ def grouped_taps(prediction: GroupedPrediction, params, x: jax.Array, y: jax.Arr
 
 def grouped_scores(a: jax.Array, d: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Each prediction row's score of a dense layer from taps [N, K, d]: kernel
-  sum_s a_s d_s^T [N, d_in, d_out] and bias sum_s d_s [N, d_out].
+  sum_s a_s d_s^T [N, d_in, d_out] and bias sum_s d_s [N, d_out]."""
+  return _row_products(a, d), jnp.sum(d, axis=1)
 
-  The N small products contract over K; XLA:CPU runs them much faster with K the minor
-  axis of both operands, so the taps are copied to [N, d, K] first (the barrier keeps
-  XLA from folding the transposes back into the dot)."""
-  a_t, d_t = jax.lax.optimization_barrier((jnp.swapaxes(a, 1, 2), jnp.swapaxes(d, 1, 2)))
-  return jnp.einsum('nik,nok->nio', a_t, d_t), jnp.sum(d, axis=1)
+
+@jax.custom_vjp
+def _row_products(a: jax.Array, d: jax.Array) -> jax.Array:
+  """sum_k a[n, k, :]^T d[n, k, :] for each n: [N, K, i], [N, K, o] -> [N, i, o].
+
+  The N small products run much faster on XLA:CPU when both operands contract over
+  their minor axis, so every product here (the forward and both of its transposes,
+  which MAML's meta-gradient takes through FIM-weighted inner steps) is written that way;
+  left to autodiff, the transposes contract over a major axis and the NeRF MIM
+  meta-step is ~20% slower (BUILD_NOTES, "Ours (MIM) on NeRF"). The barriers keep XLA
+  from folding the copies back into the dots."""
+  return _minor_product(jnp.swapaxes(a, 1, 2), jnp.swapaxes(d, 1, 2))
+
+
+def _minor_product(x: jax.Array, y: jax.Array) -> jax.Array:
+  """x [N, p, k], y [N, q, k] -> [N, p, q], contracting the minor axis of both."""
+  x, y = jax.lax.optimization_barrier((x, y))
+  return jnp.einsum('npk,nqk->npq', x, y)
+
+
+def _row_products_fwd(a, d):
+  return _row_products(a, d), (a, d)
+
+
+def _row_products_bwd(residuals, g):
+  a, d = residuals                    # g [N, i, o]: da = d g^T, dd = a g per row
+  return _minor_product(d, g), _minor_product(a, jnp.swapaxes(g, 1, 2))
+
+
+_row_products.defvjp(_row_products_fwd, _row_products_bwd)
 
 
 def quadratic_forms_grouped(taps: Taps, fisher: str, damping: float,

@@ -35,3 +35,14 @@ def test_paper_tables_writes_tables_1_and_6(tmp_path):
   modular = rows['modular']
   assert float(modular['tto_speed_eps']) > 0 and float(modular['peak_memory_mib']) > 0
   # Rerunning finishes only what is missing: tests/test_crash.py kills and reruns it.
+
+
+def test_nerf_cost_times_steps_in_turn():
+  """Steps are called one after another each round (after a warm-up call each), so a
+  slow spell of the machine lands on every learner's timings alike."""
+  from launch import nerf_cost
+  calls = []
+  steps = {name: (lambda name=name: calls.append(name)) for name in ('a', 'b')}
+  seconds = nerf_cost.in_turn(steps, rounds=3)
+  assert calls == ['a', 'b'] * 4 and set(seconds) == {'a', 'b'}
+  assert all(s >= 0 for s in seconds.values())
