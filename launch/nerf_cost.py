@@ -23,6 +23,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from launch import profile_meta
 from mclnf_jax import compute_cost, learners, meta, process
 from mclnf_jax.types import Episode
 from mclnf_jax.tasks import task_spec
@@ -60,20 +61,6 @@ def median_seconds(fn, repeats: int = 3) -> float:
     fn()
     times.append(time.perf_counter() - t0)
   return float(np.median(times))
-
-
-def in_turn(steps: dict, rounds: int) -> dict:
-  """{name: median seconds} of each step, called one after another `rounds` times
-  after one warm-up call each."""
-  for fn in steps.values():
-    fn()
-  times = {name: [] for name in steps}
-  for _ in range(rounds):
-    for name, fn in steps.items():
-      t0 = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - t0)
-  return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def compiled_step(learner, config, batch) -> tuple[dict, Any, Any]:
@@ -120,11 +107,13 @@ def main(argv):
       info, steps[name], params[name] = compiled_step(learner, config, batch)
       out[name].update(info)
   if not f.compile_only:
-    seconds = in_turn(steps, f.rounds)
-    first = next(iter(seconds), None)
-    for name, sec in seconds.items():
-      out[name].update(meta_step_ms=round(1e3 * sec, 1), meta_step_rounds=f.rounds,
-                       meta_step_vs_first=round(sec / seconds[first], 2))
+    for step in steps.values():       # warm-up
+      step()
+    timed = profile_meta.untraced(steps, f.rounds)     # one step each per round, in turn
+    first = next(iter(timed), None)
+    for name, t in timed.items():
+      out[name].update(meta_step_ms=round(t['ms'], 1), meta_step_rounds=f.rounds,
+                       meta_step_vs_first=round(t['ms'] / timed[first]['ms'], 2))
     one = jax.tree_util.tree_map(lambda x: x[0], batch)
     for name, learner in built.items():
       render = jax.jit(learner.predict)

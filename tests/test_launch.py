@@ -37,12 +37,22 @@ def test_paper_tables_writes_tables_1_and_6(tmp_path):
   # Rerunning finishes only what is missing: tests/test_crash.py kills and reruns it.
 
 
-def test_nerf_cost_times_steps_in_turn():
-  """Steps are called one after another each round (after a warm-up call each), so a
-  slow spell of the machine lands on every learner's timings alike."""
-  from launch import nerf_cost
-  calls = []
-  steps = {name: (lambda name=name: calls.append(name)) for name in ('a', 'b')}
-  seconds = nerf_cost.in_turn(steps, rounds=3)
-  assert calls == ['a', 'b'] * 4 and set(seconds) == {'a', 'b'}
-  assert all(s >= 0 for s in seconds.values())
+
+def test_nerf_cost_times_meta_steps_in_turn():
+  """One JSON line per learner: a learner without a meta-step renders only; the
+  meta-learned ones get memory, time and their ratio to the first meta-learned one."""
+  import json
+  command = [sys.executable, '-m', 'launch.nerf_cost', '--config=configs/nerf_quickstart.py',
+             '--learner=ol,modular,modular_fim', '--rounds=2', '--query_rays=256',
+             '--config.meta.batch_size=1', '--config.meta.inner_steps=1']
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  lines = {d['learner']: d for d in map(json.loads, run.stdout.strip().splitlines())}
+  assert list(lines) == ['ol', 'modular', 'modular_fim']
+  assert 'meta_step_ms' not in lines['ol'] and lines['ol']['render_rays_per_s'] > 0
+  assert lines['modular']['meta_step_vs_first'] == 1.0
+  fim = lines['modular_fim']
+  assert fim['meta_step_rounds'] == 2 and fim['meta_step_peak_mib'] > 0
+  assert fim['meta_step_vs_first'] == pytest.approx(
+      fim['meta_step_ms'] / lines['modular']['meta_step_ms'], abs=0.01)
