@@ -204,3 +204,17 @@ def test_model_fisher_is_j_transpose_j_and_does_not_vanish_at_a_fitted_task(appl
     empirical = fisher.diag_fisher(apply_fn, params, x, fitted)
     assert max(float(jnp.abs(e).max()) for e in jax.tree.leaves(empirical)) < 1e-20
     assert min(float(jnp.abs(m).sum()) for m in jax.tree.leaves(model)) > 0
+
+
+def test_a_bound_below_one_is_a_one_line_error():
+  """max_ratio < 1 would clip every sample below the mean: refused, in the library and
+  in a config (where 0 means unbounded)."""
+  from mclnf_jax.configs import base, checks
+  from tests import helpers
+  helpers.one_line_error('max_ratio=0.5 must be >= 1', losses.fim_weighted_mse,
+                         plain_apply, PARAMS, X, Y, lam=1.0, max_ratio=0.5)
+  config = base.base_config()
+  config.fim.max_ratio = 0.5
+  helpers.one_line_error('config.fim.max_ratio=0.5 must be >= 1', checks.check, config)
+  config.fim.max_ratio = 0.0
+  checks.check(config)
