@@ -1,4 +1,4 @@
-"""Video where capacity binds, on a 2-core CPU: Table 1's ordering (~20 min).
+"""Video where capacity binds, on a 2-core CPU: Table 1's ordering (~22 min).
 
 python -m mclnf_jax.main --config=configs/video_cpu_paper.py --workdir=workdir/video_cpu_paper
 
