@@ -28,10 +28,9 @@ from mclnf_jax.tasks import factory, task_spec
 def fit(apply_fn, init, x, y, fim, lam: float, lr: float, steps: int, at: set[int]) -> dict:
   """Adam on the FIM loss (lam 0: MSE); statistics at the steps in `at`."""
   opt = optax.adam(lr)
+  fim_loss = losses.by_name('fim', fim)          # the config's FIM loss, lam overridden
   loss = (lambda p: losses.mse(apply_fn, p, x, y)) if lam == 0 else (
-      lambda p: losses.fim_weighted_mse(apply_fn, p, x, y, lam=lam, fisher=fim.fisher,
-                                        damping=fim.damping, normalize=fim.normalize,
-                                        max_ratio=fim.max_ratio or None))
+      lambda p: fim_loss(apply_fn, p, x, y, lam=lam))
 
   @jax.jit
   def step(p, s):
@@ -40,9 +39,7 @@ def fit(apply_fn, init, x, y, fim, lam: float, lr: float, steps: int, at: set[in
 
   @jax.jit
   def stats(p):
-    _, w = losses.fim_weighted_mse(apply_fn, p, x, y, lam=1.0, fisher=fim.fisher,
-                                   damping=fim.damping, normalize=fim.normalize,
-                                   max_ratio=fim.max_ratio or None, return_weights=True)
+    _, w = fim_loss(apply_fn, p, x, y, lam=1.0, return_weights=True)
     residual = apply_fn(p, x) - y
     err = jnp.abs(residual).max(-1)
     return {'psnr': -10 * jnp.log10(jnp.mean(jnp.square(residual))),

@@ -19,9 +19,9 @@ def mse(apply_fn, params, inputs: jax.Array, targets: jax.Array) -> jax.Array:
 
 
 def _weights(q: jax.Array, lam: float, normalize: bool, max_ratio: Optional[float]) -> jax.Array:
-  """w = 1 + lam q (eq. 3), or with normalize (1 + lam q / mean q) / (1 + lam): mean one;
-  with max_ratio, q is first clipped at max_ratio x mean(q) (bounded weights, as the
-  paper's Theorem 3 assumes) and normalised weights are divided by their mean.
+  """w = 1 + lam q (eq. 3), or with normalize (1 + lam r) / mean(1 + lam r), r = q / mean q:
+  mean one. With max_ratio, r is first clipped at max_ratio (q at max_ratio x mean q):
+  bounded weights, as the paper's Theorem 3 assumes.
 
   Live functions of the params: the loss's gradient holds them constant (`_held_weights`),
   the meta-gradient, differentiating that gradient, follows them."""

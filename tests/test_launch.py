@@ -37,7 +37,6 @@ def test_paper_tables_writes_tables_1_and_6(tmp_path):
   # Rerunning finishes only what is missing: tests/test_crash.py kills and reruns it.
 
 
-
 def test_nerf_cost_times_meta_steps_in_turn():
   """One JSON line per learner: a learner without a meta-step renders only; the
   meta-learned ones get memory, time and their ratio to the first meta-learned one."""

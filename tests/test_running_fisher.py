@@ -222,10 +222,8 @@ def test_second_order_meta_gradient_matches_finite_differences():
           p, f = theta, fisher.init_running(apply_fn, theta, fim.fisher)
           for k in range(inner + 1):       # inner steps, then the query loss
             if frozen is None or k < inner:
-              _, w, f = losses.fim_weighted_mse(apply_fn, p, x, y, lam=fim.lam,
-                                                fisher=fim.fisher, damping=fim.damping,
-                                                max_ratio=fim.max_ratio or None,
-                                                return_weights=True, running=f, decay=0.5)
+              _, w, f = losses.by_name('fim', fim)(apply_fn, p, x, y, return_weights=True,
+                                                   running=f, decay=0.5)
             else:
               w = frozen[len(record)]
             record.append(w)
