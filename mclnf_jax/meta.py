@@ -17,12 +17,19 @@ consecutive skips the run stops with a one-line error naming the step and the la
 good checkpoint; a state with non-finite meta-params is never saved; a meta-validation
 PSNR more than `meta.val_drop_warn` dB below the best logs a warning (evaluation uses
 the best meta-params anyway).
+
+Spikes. A meta-gradient whose norm is more than `meta.spike_ratio` times the running
+mean of the accepted ones is skipped the same way (`skip_spikes`). Near the edge of the
+inner loop's stability the meta-gradient through a few SGD steps of a sine network can
+jump by orders of magnitude; one such step, clipped and fed to Adam, was enough to send
+audio MAML+CL's meta-training into chaos (grad norm 1e10, validation at silence), and
+skipping it (one step in 500) let it meta-learn (BUILD_NOTES, audio).
 """
 import contextlib
 import functools
 import os
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -37,9 +44,46 @@ from mclnf_jax.learners.base import Learner
 from mclnf_jax.types import Episode
 
 MetaState = checkpoints.MetaState
+# The running mean of accepted meta-gradient norms forgets with this factor per step.
+SPIKE_DECAY = 0.9
+
 # apply_if_finite gives up and applies a non-finite update after this many consecutive
 # skips; the train loop stops long before (meta.max_bad_steps), so it never does.
 NEVER_APPLY_NON_FINITE = 2**30
+
+
+class SpikeState(NamedTuple):
+  """`skip_spikes`'s state: the running mean of accepted norms around the inner state."""
+  mean_norm: jax.Array      # 0 until the first finite meta-gradient
+  inner_state: Any          # optax.ApplyIfFiniteState
+
+  @property
+  def notfinite_count(self) -> jax.Array:
+    return self.inner_state.notfinite_count
+
+  @property
+  def total_notfinite(self) -> jax.Array:
+    return self.inner_state.total_notfinite
+
+
+def skip_spikes(inner: optax.GradientTransformation, ratio: float,
+                decay: float = SPIKE_DECAY) -> optax.GradientTransformation:
+  """Hands `inner` (an `optax.apply_if_finite`) a NaN gradient, so that it skips and counts
+  the step, when the gradient's norm exceeds `ratio` x the running mean of the accepted
+  norms; the mean follows accepted steps only (so a run of spikes cannot raise it)."""
+  def init(params):
+    return SpikeState(jnp.zeros((), jnp.float32), inner.init(params))
+
+  def update(grads, state, params=None):
+    norm = optax.tree.norm(grads)
+    spike = (state.mean_norm > 0) & (norm > ratio * state.mean_norm)
+    grads = jax.tree_util.tree_map(lambda g: jnp.where(spike, jnp.nan, g), grads)
+    updates, inner_state = inner.update(grads, state.inner_state, params)
+    followed = jnp.where(state.mean_norm > 0,
+                         decay * state.mean_norm + (1 - decay) * norm, norm)
+    accepted = jnp.isfinite(norm) & ~spike
+    return updates, SpikeState(jnp.where(accepted, followed, state.mean_norm), inner_state)
+  return optax.GradientTransformation(init, update)
 
 
 def outer_optimizer(m) -> optax.GradientTransformation:
@@ -47,6 +91,7 @@ def outer_optimizer(m) -> optax.GradientTransformation:
 
   m: config.meta. Learned inner learning rates (Meta-SGD: a top-level 'log_lr' in the
   meta-params) get their own Adam at `m.rates_lr` and their own clipping `m.rates_clip`.
+  Non-finite meta-gradients, and spikes when `m.spike_ratio` > 0, are skipped.
   """
   schedule = optax.cosine_decay_schedule(m.lr, max(schedule_steps(m), 1),
                                          alpha=m.lr_final_fraction)
@@ -57,12 +102,14 @@ def outer_optimizer(m) -> optax.GradientTransformation:
     if isinstance(params, dict) and 'log_lr' in params:
       return {k: 'rates' if k == 'log_lr' else 'init' for k in params}
     return jax.tree_util.tree_map(lambda _: 'init', params)
-  return optax.apply_if_finite(optax.multi_transform({'init': init, 'rates': rates}, labels),
-                               NEVER_APPLY_NON_FINITE)
+  finite = optax.apply_if_finite(optax.multi_transform({'init': init, 'rates': rates}, labels),
+                                 NEVER_APPLY_NON_FINITE)
+  return skip_spikes(finite, m.spike_ratio) if m.spike_ratio else finite
 
 
 def bad_steps(state: MetaState) -> tuple[jax.Array, jax.Array]:
-  """(consecutive, total) meta-steps skipped for a non-finite loss or meta-gradient."""
+  """(consecutive, total) meta-steps skipped for a non-finite loss or meta-gradient, or a
+  spike."""
   opt = state['opt_state']
   return opt.notfinite_count, opt.total_notfinite
 
@@ -259,14 +306,16 @@ def train(learner: Learner, optimizer, state: MetaState, episode_batch: Callable
     bad = int(metrics['bad_steps'])
     if not bad:
       return
-    logging.warning('%s: meta-step %d skipped: meta-loss %s or its meta-gradient is not '
-                    'finite (%d in a row, %d in all)', learner.name, done,
-                    float(metrics['loss']), bad, int(metrics['skipped_steps']))
+    logging.warning('%s: meta-step %d skipped: meta-loss %s, meta-gradient norm %s: not '
+                    'finite, or a spike (%d in a row, %d in all)', learner.name, done,
+                    float(metrics['loss']), float(metrics['grad_norm']), bad,
+                    int(metrics['skipped_steps']))
     if max_bad_steps and bad >= max_bad_steps:
       raise UserError(
           f'{learner.name}: {bad} meta-steps in a row up to step {done} had a non-finite '
-          f'meta-loss or meta-gradient (meta.max_bad_steps={max_bad_steps}); {last_good()}; '
-          'lower meta.lr or the inner learning rate, or check the data for NaN/inf')
+          f'meta-loss or meta-gradient, or a spiking one (meta.max_bad_steps={max_bad_steps}); '
+          f'{last_good()}; lower meta.lr or the inner learning rate, or check the data for '
+          'NaN/inf')
 
   pending = None
   for step in range(first, steps):

@@ -1,14 +1,16 @@
-"""Divergence: a non-finite meta-step is skipped (optax.apply_if_finite) and counted, a run
-stops after meta.max_bad_steps of them in a row, non-finite meta-params are never saved,
-and a meta-validation PSNR drop is logged."""
+"""Divergence: a non-finite meta-step, or one whose meta-gradient spikes, is skipped
+(optax.apply_if_finite) and counted, a run stops after meta.max_bad_steps of them in a
+row, non-finite meta-params are never saved, and a meta-validation PSNR drop is logged."""
 import logging
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from mclnf_jax import learners, meta
+from mclnf_jax.configs import checks
 from mclnf_jax.errors import UserError
 from mclnf_jax.types import Episode
 from tests import helpers
@@ -35,6 +37,11 @@ def nan_batch() -> Episode:
   return jax.tree.map(jnp.asarray, b._replace(context_y=y))
 
 
+def moments(state):
+  """The outer Adam's state inside the spike guard and apply_if_finite."""
+  return state['opt_state'].inner_state.inner_state
+
+
 def copy(tree):
   return jax.tree.map(lambda x: np.array(x), tree)
 
@@ -52,7 +59,7 @@ def test_a_nan_batch_skips_the_update_and_counts_it():
   assert not np.isfinite(float(metrics['loss']))
   assert int(state['step']) == 1                        # the step is consumed
   assert_same(state['params'], before['params'])        # ... but changes nothing
-  assert_same(state['opt_state'].inner_state, before['opt_state'].inner_state)
+  assert_same(moments(state), moments(before))
   assert [int(c) for c in meta.bad_steps(state)] == [1, 1]
   state, metrics = step(state, nan_batch())
   assert [int(c) for c in meta.bad_steps(state)] == [2, 2]
@@ -61,6 +68,57 @@ def test_a_nan_batch_skips_the_update_and_counts_it():
   assert [int(c) for c in meta.bad_steps(state)] == [0, 2]
   assert not np.array_equal(jax.tree.leaves(state['params'])[0],
                             jax.tree.leaves(before['params'])[0])
+
+
+def guarded_sgd(ratio):
+  finite = optax.apply_if_finite(optax.sgd(1.0), 10)
+  return meta.skip_spikes(finite, ratio)
+
+
+def test_a_spiking_gradient_is_skipped_counted_and_left_out_of_the_running_mean():
+  opt = guarded_sgd(10.0)
+  params = {'w': jnp.zeros(3)}
+  state = opt.init(params)
+  applied = []
+  for scale in (1.0, 2.0, 100.0, 3.0):     # running mean 1 -> 1.1; 100 > 10 x 1.1
+    updates, state = opt.update({'w': jnp.full(3, scale / np.sqrt(3))}, state, params)
+    applied.append(float(jnp.abs(updates['w']).sum()))
+  assert applied[2] == 0.0                                     # the spike moved nothing
+  assert all(a > 0 for a in applied[:2] + applied[3:])
+  assert [int(state.notfinite_count), int(state.total_notfinite)] == [0, 1]
+  np.testing.assert_allclose(float(state.mean_norm), 0.9 * (0.9 * 1 + 0.1 * 2) + 0.1 * 3,
+                             rtol=1e-6)
+
+
+def test_a_gradient_just_under_the_ratio_is_applied_and_nan_still_skipped():
+  opt = guarded_sgd(10.0)
+  params = {'w': jnp.zeros(())}
+  state = opt.init(params)
+  _, state = opt.update({'w': jnp.float32(1.0)}, state, params)
+  updates, state = opt.update({'w': jnp.float32(9.9)}, state, params)
+  assert float(updates['w']) == pytest.approx(-9.9) and int(state.total_notfinite) == 0
+  updates, state = opt.update({'w': jnp.float32(np.nan)}, state, params)
+  assert float(updates['w']) == 0.0 and int(state.total_notfinite) == 1
+
+
+def test_spike_ratio_zero_applies_every_finite_meta_gradient():
+  config = helpers.tiny_config('maml_cl')
+  config.meta.spike_ratio = 0.0
+  opt = meta.outer_optimizer(config.meta)
+  params = {'w': jnp.zeros(())}
+  state = opt.init(params)
+  assert not isinstance(state, meta.SpikeState)
+  _, state = opt.update({'w': jnp.float32(1.0)}, state, params)
+  updates, state = opt.update({'w': jnp.float32(1e6)}, state, params)
+  assert float(updates['w']) != 0.0 and int(state.total_notfinite) == 0
+
+
+def test_a_spike_ratio_of_one_or_less_is_refused_in_one_line():
+  config = helpers.tiny_config('maml_cl')
+  config.meta.spike_ratio = 1.0
+  with pytest.raises(UserError, match='spike_ratio=1.0 must be 0') as info:
+    checks.check(config)
+  assert '\n' not in str(info.value)
 
 
 def run_train(state, learner, optimizer, batches, *, steps, max_bad_steps, save_every=2):

@@ -210,8 +210,10 @@ def declared_config() -> ml_collections.ConfigDict:
       save_every=key(500, 'checkpoint period in steps', RUN),
       rates_lr=key(1e-3, 'Meta-SGD: Adam rate of the log inner rates'),
       rates_clip=key(1.0, 'Meta-SGD: global-norm clip of the log rates'),
+      spike_ratio=key(10.0, 'skip a meta-step whose meta-gradient norm exceeds this many '
+                      'times the running mean of the accepted ones (0: never)'),
       max_bad_steps=key(20, 'stop after this many consecutive meta-steps skipped for a '
-                        'non-finite meta-loss or meta-gradient (0: never)', RUN),
+                        'non-finite meta-loss or meta-gradient, or a spike (0: never)', RUN),
       val_drop_warn=key(3.0, 'warn when meta-validation PSNR falls this many dB below the '
                         'best', RUN),
       init_from=key('', "a workdir whose learners' meta-params start this run "

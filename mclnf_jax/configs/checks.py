@@ -44,6 +44,9 @@ def check(config: ml_collections.ConfigDict) -> None:
                     '(0: meta.steps)')
   if m.max_bad_steps < 0:
     raise UserError(f'config.meta.max_bad_steps={m.max_bad_steps} must be >= 0 (0: never stop)')
+  if not (m.spike_ratio == 0 or m.spike_ratio > 1):
+    raise UserError(f'config.meta.spike_ratio={m.spike_ratio} must be 0 (never skip) or > 1: '
+                    'a ratio of 1 or less skips ordinary meta-steps')
   if not m.val_drop_warn >= 0:
     raise UserError(f'config.meta.val_drop_warn={m.val_drop_warn} must be >= 0 (dB)')
   if not 0 <= m.lr_final_fraction <= 1:
