@@ -75,6 +75,33 @@ def test_views_by_cell_uses_optical_axis_hit():
   assert "'scene'" not in str(err.value).split(':')[0] and '\n' not in str(err.value)
 
 
+def test_own_cell_fraction_counts_surface_pixels_over_the_views_cell():
+  # A nadir camera on the border x = 0 (its xy places it in cell 1) sees the ground 2
+  # below: half its pixel columns lie over cell 0, half over cell 1.
+  c2w = _nadir_c2w(0.0, -0.5, 2.0)
+  s = scene_lib.Scene(images=np.zeros((1, 4, 4, 3), np.float32), c2w=c2w,
+                      focal=(8.0, 8.0), principal=(2.0, 2.0), near=0.1, far=5.0,
+                      bounds=(-1.0, 1.0, -1.0, 1.0), depth=np.zeros((1, 4, 4), np.float32),
+                      ground_z=None)
+  _, dirs = scene_lib.camera_rays(c2w, 4, 4, 8.0, 8.0, 2.0, 2.0)   # footprint +-0.375
+  depth = (2.0 / -dirs[..., 2]).astype(np.float32)           # to the ground z = 0
+  shares = scene_lib.own_cell_fraction(dataclasses.replace(s, depth=depth))
+  np.testing.assert_allclose(shares, [0.0, 0.5, 0.0, 0.0])
+  depth[0, :, :2] = 5.0                                      # the cell-0 half sees sky
+  shares = scene_lib.own_cell_fraction(dataclasses.replace(s, depth=depth))
+  np.testing.assert_allclose(shares, [0.0, 1.0, 0.0, 0.0])
+  with pytest.raises(UserError, match='depth') as err:
+    scene_lib.own_cell_fraction(dataclasses.replace(s, depth=None))
+  assert '\n' not in str(err.value)
+
+
+def test_city_cells_are_half_their_own(dataset):
+  """The embedded city's aerial views see their neighbours: 40-60% own cell."""
+  train, test, _ = dataset
+  shares = np.concatenate([scene_lib.own_cell_fraction(s) for s in train + test])
+  assert 0.4 < shares.mean() < 0.6 and shares.max() < 0.75
+
+
 @pytest.mark.parametrize('change, field', [
     (dict(c2w=np.zeros((2, 4, 4), np.float32)), 'c2w'),
     (dict(images=np.zeros((1, 2, 2, 4), np.float32)), 'images'),

@@ -55,3 +55,21 @@ def test_nerf_cost_times_meta_steps_in_turn():
   assert fim['meta_step_rounds'] == 2 and fim['meta_step_peak_mib'] > 0
   assert fim['meta_step_vs_first'] == pytest.approx(
       fim['meta_step_ms'] / lines['modular']['meta_step_ms'], abs=0.01)
+
+
+def test_cell_coverage_prints_each_block_then_the_mean():
+  """One line per block of both splits (a share per cell), then the mean over cells."""
+  import json
+  command = [sys.executable, '-m', 'launch.cell_coverage', '--config=configs/nerf_quickstart.py',
+             '--config.data.resolution=16', '--config.scene.num_blocks=4',
+             '--config.scene.views_per_cell=2']
+  run = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert run.returncode == 0, run.stderr[-3000:]
+  lines = [json.loads(line) for line in run.stdout.strip().splitlines()]
+  blocks, summary = lines[:-1], lines[-1]
+  assert sorted(b['split'] for b in blocks) == ['test', 'train', 'train', 'train']
+  shares = [s for b in blocks for s in b['own_cell_fraction']]
+  assert summary['cells'] == 16 == len(shares)
+  assert summary['mean'] == pytest.approx(sum(shares) / 16, abs=2e-3)
+  assert 0 < summary['min'] <= summary['mean'] <= summary['max'] <= 1

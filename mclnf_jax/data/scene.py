@@ -197,6 +197,27 @@ def views_by_cell(scene: Scene, grid: tuple[int, int] = (2, 2), *,
   return groups
 
 
+def own_cell_fraction(scene: Scene, grid: tuple[int, int] = (2, 2)) -> np.ndarray:
+  """[cells]: the share of each cell's context pixels whose surface point (origin + depth
+  x direction; pixels that hit nothing left out) lies in that cell.
+
+  A cell's expert is fitted to whole rays of its views but renders only the points over
+  its own cell; this says how much of what it is fitted to it will render. Needs depth.
+  """
+  if scene.depth is None:
+    fail(scene.name, 'depth', 'own_cell_fraction needs per-pixel depth')
+  views = np.asarray(scene.images).shape
+  origins, dirs = camera_rays(scene.c2w, views[1], views[2], *scene.focal, *scene.principal)
+  depth = np.asarray(scene.depth, np.float32)
+  cells = cell_of_points((origins + dirs * depth[..., None])[..., :2], scene.bounds, grid)
+  surface = depth < 0.999 * scene.far
+  shares = []
+  for cell, members in enumerate(views_by_cell(scene, grid)):
+    hits = surface[members]
+    shares.append(float((hits & (cells[members] == cell)).sum() / max(hits.sum(), 1)))
+  return np.asarray(shares)
+
+
 def bounds_of_views(c2w: np.ndarray, ground_z: float | None,
                     pad: float = 1e-3) -> Bounds:
   """Bounds (xmin, xmax, ymin, ymax) around every view's anchor point, padded."""
