@@ -90,6 +90,9 @@ def declared_config() -> ml_collections.ConfigDict:
       used_by=('nerf',),
       num_blocks=key(10, 'city: blocks generated (70% meta-train, 30% meta-test)'),
       views_per_cell=key(8, 'city: aerial context views per ground cell'),
+      altitude=key(1.5, 'city: drone altitude over the ground (a block is 2 units wide)'),
+      tilt_deg=key(30.0, 'city: camera tilt from the vertical, degrees (held-out views +-5)'),
+      fov_deg=key(60.0, 'city: horizontal field of view, degrees'),
       heldout_views=key(4, 'held-out views per meta-test block in the query set'),
       rays_per_task=key(1024, 'rays of a cell fitted per inner step in meta-training, a '
                         'fresh batch each step'),

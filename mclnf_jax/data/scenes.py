@@ -82,7 +82,9 @@ def _city(d, s, grid):
   return make_city_dataset(num_blocks=s['num_blocks'], seed=d['seed'],
                            height=d['resolution'], width=d['resolution'],
                            views_per_cell=s['views_per_cell'],
-                           heldout_views_per_cell=per_cell, grid=grid)
+                           heldout_views_per_cell=per_cell, grid=grid,
+                           altitude=s['altitude'], tilt_deg=s['tilt_deg'],
+                           fov_deg=s['fov_deg'])
 
 
 def _matrixcity(d, s, grid):
