@@ -1,4 +1,4 @@
-"""City NeRF where each expert's views stay over its own cell, at a longer horizon (~17 min).
+"""City NeRF where each expert's views stay over its own cell, at a longer horizon (~18 min).
 
 python -m mclnf_jax.main --config=configs/nerf_cpu_paper.py --workdir=workdir/nerf_cpu_paper
 
