@@ -8,11 +8,13 @@ import shutil
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
 from mclnf_jax import checkpoints, experiment, files, learners, meta
+from mclnf_jax.errors import UserError
 from tests import helpers
 
 pytestmark = pytest.mark.slow
@@ -148,17 +150,37 @@ def test_atomic_write_leaves_nothing_when_the_writer_fails(tmp_path):
 
 
 def test_a_run_resumed_from_a_checkpoint_with_a_bad_streak_keeps_counting(tmp_path):
-  """The skip counters are part of the saved meta-state."""
+  """The skip counters and the spike guard's running mean are part of the saved
+  meta-state."""
   config = helpers.tiny_config('maml_cl')
   learner = learners.build(config, 'maml_cl', helpers.tiny_spec())
   optimizer = meta.outer_optimizer(config.meta)
   state = meta.init_state(learner, optimizer, jax.random.key(0))
-  state = {**state, 'opt_state': state['opt_state']._replace(
-      notfinite_count=jnp.int32(2), total_notfinite=jnp.int32(5))}
+  guard = state['opt_state']
+  state = {**state, 'opt_state': guard._replace(
+      mean_norm=jnp.float32(0.25), inner_state=guard.inner_state._replace(
+          notfinite_count=jnp.int32(2), total_notfinite=jnp.int32(5)))}
   checkpoints.save(str(tmp_path), state)
   back = checkpoints.resume(str(tmp_path), lambda: meta.init_state(learner, optimizer,
                                                                     jax.random.key(0)))
   assert [int(c) for c in meta.bad_steps(back)] == [2, 5]
-  assert isinstance(back['opt_state'], optax.ApplyIfFiniteState)
+  assert isinstance(back['opt_state'], meta.SpikeState)
+  assert float(back['opt_state'].mean_norm) == 0.25
+  assert isinstance(back['opt_state'].inner_state, optax.ApplyIfFiniteState)
   np.testing.assert_array_equal(jax.tree.leaves(back['params'])[0],
                                 jax.tree.leaves(state['params'])[0])
+
+
+def test_a_checkpoint_saved_without_the_spike_guard_is_refused_in_one_line(tmp_path):
+  """Checkpoints of earlier versions (no spike guard in the optimiser state) are refused
+  with the structure error naming the folder, not a traceback."""
+  config = helpers.tiny_config('maml_cl')
+  learner = learners.build(config, 'maml_cl', helpers.tiny_spec())
+  unguarded = meta.outer_optimizer(ml_collections.ConfigDict(
+      dict(config.meta.to_dict(), spike_ratio=0.0)))
+  checkpoints.save(str(tmp_path), meta.init_state(learner, unguarded, jax.random.key(0)))
+  guarded = meta.outer_optimizer(config.meta)
+  with pytest.raises(UserError, match='another structure') as info:
+    checkpoints.resume(str(tmp_path), lambda: meta.init_state(learner, guarded,
+                                                              jax.random.key(0)))
+  assert '\n' not in str(info.value)
