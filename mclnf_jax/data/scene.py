@@ -206,8 +206,8 @@ def own_cell_fraction(scene: Scene, grid: tuple[int, int] = (2, 2)) -> np.ndarra
   """
   if scene.depth is None:
     fail(scene.name, 'depth', 'own_cell_fraction needs per-pixel depth')
-  views = np.asarray(scene.images).shape
-  origins, dirs = camera_rays(scene.c2w, views[1], views[2], *scene.focal, *scene.principal)
+  _, height, width, _ = np.shape(scene.images)
+  origins, dirs = camera_rays(scene.c2w, height, width, *scene.focal, *scene.principal)
   depth = np.asarray(scene.depth, np.float32)
   cells = cell_of_points((origins + dirs * depth[..., None])[..., :2], scene.bounds, grid)
   surface = depth < 0.999 * scene.far
